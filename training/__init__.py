@@ -1,0 +1,1 @@
+"""Training: dataset builders, LoRA rounds, evaluation, export and publishing."""
