@@ -49,7 +49,8 @@ class SentenceTransformerEmbedder:
             )
         self.model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
         self.name = self.path.name if self.path.name != "model" else self.path.parent.name
-        self.dimension = int(self.model.get_sentence_embedding_dimension() or 0)
+        dimension_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dimension = int(dimension_of() or 0)
         self.batch_size = batch_size
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
