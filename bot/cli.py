@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +16,11 @@ from rich.table import Table
 from bot import __version__
 from bot.config import Settings, describe_settings, load_settings
 from bot.errors import DomainbotError
+
+# domainbot never downloads at run time: models come from local folders or what is already cached.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 app = typer.Typer(
     help="domainbot: a chat bot that is an expert in one domain.",
@@ -80,6 +86,114 @@ def config_show(
     for name, value, env, _ in rows:
         table.add_row(name, value, env)
     Console().print(table)
+
+
+MaxTokens = Annotated[int | None, typer.Option("--max-tokens", min=1, help="Most tokens in the answer.")]
+Temperature = Annotated[float | None, typer.Option(min=0.0, max=2.0, help="Sampling temperature; 0 is greedy.")]
+Seed = Annotated[int | None, typer.Option(min=0, help="Seed for reproducible sampling.")]
+
+
+def _with_overrides(loaded: Settings, max_tokens: int | None, temperature: float | None, seed: int | None) -> Settings:
+    overrides = {"max_new_tokens": max_tokens, "temperature": temperature, "seed": seed}
+    return loaded.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def chat(max_tokens: MaxTokens = None, temperature: Temperature = None, seed: Seed = None) -> None:
+    """Chat in the terminal (streaming, with history). Piped input: one question per line."""
+    from bot.chat import ChatSession
+    from bot.terminal import run_chat
+
+    session = ChatSession.from_settings(_with_overrides(settings(), max_tokens, temperature, seed))
+    run_chat(session)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with text, model, timings.")] = False,
+    max_tokens: MaxTokens = None,
+    temperature: Temperature = None,
+    seed: Seed = None,
+) -> None:
+    """Answer one question and exit."""
+    from dataclasses import asdict
+
+    from bot.chat import ChatSession
+
+    session = ChatSession.from_settings(_with_overrides(settings(), max_tokens, temperature, seed))
+    stream_to_terminal = not as_json
+
+    def show(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    reply = session.ask(question, on_piece=show if stream_to_terminal else None)
+    if as_json:
+        reply.timings = {**session.load_timings, **reply.timings}
+        typer.echo(json.dumps(asdict(reply), ensure_ascii=False))
+    else:
+        sys.stdout.write("\n")
+
+
+@model_app.command("prepare")
+def model_prepare() -> None:
+    """Convert and cache the embedded model now (the first chat does it otherwise)."""
+    from bot.config import EMBEDDED_MODEL
+    from bot.model import embedded
+
+    loaded = settings()
+    if loaded.model != EMBEDDED_MODEL:
+        typer.echo(f"DOMAINBOT_MODEL is {loaded.model}; only the embedded model needs preparing.")
+        return
+    folder, converted = embedded.ensure_embedded_model(loaded.models_dir)
+    typer.echo(f"{'Converted' if converted else 'Already cached'}: {folder}")
+
+
+@model_app.command("info")
+def model_info(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """Load the configured model and describe it."""
+    from bot.model.backend import create_backend
+    from bot.model.loader import load_model
+
+    loaded_settings = settings()
+    loaded = load_model(loaded_settings)
+    backend = create_backend(loaded, loaded_settings.backend)
+    info = {
+        "model": loaded.name,
+        "path": str(loaded.path),
+        "source": loaded.source,
+        "adapter": loaded.adapter,
+        "backend": backend.name,
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "context_window": backend.context_window(),
+        "load_seconds": round(loaded.timings["load"], 3),
+    }
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    for key, value in info.items():
+        typer.echo(f"{key:>15}: {value}")
+
+
+@app.command()
+def start() -> None:
+    """Run the bot the configuration asks for: Telegram when TELEGRAM_BOT_TOKEN is set."""
+    loaded = settings()
+    if loaded.telegram_bot_token is None:
+        typer.echo(
+            "domainbot is installed. TELEGRAM_BOT_TOKEN is not set, so there is no Telegram bot to start.\n"
+            "  Chat in the terminal:   domainbot chat        (docker: docker run -it IMAGE chat)\n"
+            "  Answer one question:    domainbot ask \"...\"\n"
+            "  Run the Telegram bot:   set TELEGRAM_BOT_TOKEN and run `domainbot start` again."
+        )
+        return
+    raise DomainbotError(
+        "TELEGRAM_BOT_TOKEN is set, but this version of domainbot has no Telegram front end yet. "
+        "Use `domainbot chat` for now."
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,7 +49,8 @@ class SentenceTransformerEmbedder:
             )
         self.model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
         self.name = self.path.name if self.path.name != "model" else self.path.parent.name
-        dimension_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        dimension_of = getattr(self.model, "get_embedding_dimension", None)
+        dimension_of = dimension_of or self.model.get_sentence_embedding_dimension
         self.dimension = int(dimension_of() or 0)
         self.batch_size = batch_size
 

@@ -1,0 +1,151 @@
+"""Load a Hugging Face causal LM (a local folder, a cached hub id, or the embedded model), with a LoRA adapter."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bot.config import EMBEDDED_MODEL, Settings
+from bot.errors import DomainbotError
+from bot.model import embedded
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate, and where it came from."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    path: Path
+    device: torch.device
+    dtype: torch.dtype
+    adapter: str | None = None
+    # 'cache' (embedded, warm), 'converted' (embedded, built now), or 'folder'.
+    source: str = "folder"
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_model_folder(reference: str) -> Path:
+    """A local folder, or the snapshot folder of a hub id that is already in the local cache."""
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise DomainbotError(
+                f"Model folder {path} has no config.json: expected a Hugging Face model folder "
+                "(config.json, weights, tokenizer). Point DOMAINBOT_MODEL at such a folder."
+            )
+        return path
+    looks_like_hub_id = reference.count("/") == 1 and not reference.startswith((".", "/", "~"))
+    if not looks_like_hub_id or path.exists():
+        raise DomainbotError(
+            f"Model {reference!r} not found: expected 'embedded', a local model folder, or a Hugging Face id "
+            "already in the local cache. Check DOMAINBOT_MODEL."
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(reference, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        raise DomainbotError(
+            f"Model {reference!r} is not in the local Hugging Face cache and domainbot never downloads at run "
+            f"time. Download it first (`hf download {reference}`) or set DOMAINBOT_MODEL to a local folder."
+        ) from None
+
+
+def load_model(settings: Settings) -> LoadedModel:
+    """Load the configured model and adapter on the configured device."""
+    from bot.model.device import select_device, select_dtype
+
+    device = select_device(settings.device)
+    dtype = select_dtype(settings.dtype, device)
+    started = time.perf_counter()
+    if settings.model == EMBEDDED_MODEL:
+        folder, converted = embedded.ensure_embedded_model(settings.models_dir)
+        try:
+            loaded = _load_folder(folder, embedded.NAME, device, dtype)
+        except DomainbotError as exc:
+            # The checks passed but the bytes are bad (a corrupt safetensors header, say): rebuild once.
+            folder, converted = embedded.ensure_embedded_model(settings.models_dir, rebuild_reason=str(exc))
+            loaded = _load_folder(folder, embedded.NAME, device, dtype)
+        loaded.source = "converted" if converted else "cache"
+    else:
+        folder = resolve_model_folder(settings.model)
+        loaded = _load_folder(folder, _display_name(folder, settings.model), device, dtype)
+    if settings.adapter is not None:
+        apply_adapter(loaded, settings.adapter)
+    loaded.timings["load"] = time.perf_counter() - started
+    return loaded
+
+
+def _display_name(folder: Path, reference: str) -> str:
+    return reference if not Path(reference).expanduser().exists() else folder.name
+
+
+def _load_folder(folder: Path, name: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DomainbotError(
+            f"Could not load the model in {folder}: {first_line}. Expected a causal language model folder "
+            "with weights and a tokenizer."
+        ) from exc
+    if not tokenizer.chat_template:
+        raise DomainbotError(
+            f"Model {name} has no chat template, and domainbot talks to models through one. Use an instruct/"
+            "chat model, or add a `chat_template` to its tokenizer_config.json."
+        )
+    model = model.to(device)  # type: ignore[arg-type]  # transformers' stubs type `.to` for dtypes only
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, path=folder, device=device, dtype=dtype)
+
+
+def apply_adapter(loaded: LoadedModel, adapter: Path) -> None:
+    """Apply a peft LoRA adapter and merge it into the weights, so generation costs what the base model costs."""
+    from peft import PeftModel
+
+    config_file = adapter / "adapter_config.json"
+    if not config_file.is_file():
+        raise DomainbotError(
+            f"Adapter {adapter} is not a peft adapter folder: expected adapter_config.json in it. "
+            "Check DOMAINBOT_ADAPTER."
+        )
+    try:
+        peft_model = PeftModel.from_pretrained(loaded.model, adapter, is_trainable=False)
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        base = _adapter_base(config_file)
+        raise DomainbotError(
+            f"Adapter {adapter} does not fit model {loaded.name} (it was trained on {base or 'another model'}): "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        ) from exc
+    loaded.model = peft_model.merge_and_unload()
+    loaded.model.eval()
+    loaded.adapter = adapter.name
+
+
+def _adapter_base(config_file: Path) -> str | None:
+    try:
+        data: dict[str, Any] = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    base = data.get("base_model_name_or_path")
+    return os.path.basename(str(base)) if base else None
