@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import build_tiny_model
+
 # Nothing may reach a hub: these hold for the whole session, before transformers is imported.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -66,3 +68,21 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
     monkeypatch.setenv("DOMAINBOT_DATA_DIR", str(data_dir))
     monkeypatch.chdir(tmp_path)
     yield data_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture()
+def tiny_settings(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Settings that load the tiny model in float32 on the CPU, greedy, no repetition penalty."""
+    from bot.config import load_settings
+
+    monkeypatch.setenv("DOMAINBOT_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("DOMAINBOT_DEVICE", "cpu")
+    monkeypatch.setenv("DOMAINBOT_DTYPE", "float32")
+    monkeypatch.setenv("DOMAINBOT_REPETITION_PENALTY", "1.0")
+    monkeypatch.setenv("DOMAINBOT_MAX_NEW_TOKENS", "12")
+    return load_settings()

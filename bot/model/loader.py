@@ -103,7 +103,7 @@ def _load_folder(folder: Path, name: str, device: torch.device, dtype: torch.dty
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except Exception as exc:  # torch, safetensors and tokenizers each raise their own types for a bad folder
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DomainbotError(
             f"Could not load the model in {folder}: {first_line}. Expected a causal language model folder "

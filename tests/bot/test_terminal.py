@@ -1,0 +1,41 @@
+import io
+
+from bot.chat import ChatSession
+from bot.model.backend import GenerationParams
+from bot.terminal import run_chat
+from tests.fakes import ScriptedBackend
+
+
+def chat(lines: str, *replies: str) -> tuple[str, ScriptedBackend, int]:
+    backend = ScriptedBackend().enqueue(replies)
+    session = ChatSession(backend, GenerationParams(), "sys", history_max_tokens=500)
+    out = io.StringIO()
+    answered = run_chat(session, stdin=io.StringIO(lines), stdout=out)
+    return out.getvalue(), backend, answered
+
+
+def test_piped_input_gets_one_answer_per_line() -> None:
+    output, backend, answered = chat("What is domainbot?\n\nAnd Telegram?\n", "A domain bot.", "A front end.")
+    assert output == "A domain bot.\nA front end.\n"
+    assert answered == 2
+    assert [m["content"] for m in backend.calls[1]][-3:] == ["What is domainbot?", "A domain bot.", "And Telegram?"]
+
+
+def test_reset_help_and_unknown_commands() -> None:
+    output, backend, _ = chat("first\n/reset\n/help\n/frobnicate\nsecond\n", "one", "two")
+    assert "Conversation cleared." in output
+    assert "/reset" in output and "/quit" in output
+    assert "Unknown command /frobnicate" in output
+    assert [m["content"] for m in backend.calls[1]] == ["sys", "second"]
+
+
+def test_quit_stops_reading() -> None:
+    _output, backend, answered = chat("hello\n/quit\nnever asked\n", "hi")
+    assert answered == 1
+    assert len(backend.calls) == 1  # the scripted backend would fail the test on a second call
+
+
+def test_a_failing_question_does_not_end_the_chat() -> None:
+    output, _, _answered = chat("   x" + " word" * 5000 + "\nok?\n", "fine")
+    assert "error: The question is too long" in output
+    assert output.endswith("fine\n")
