@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from bot.config import Settings
 from bot.conversation import Conversation
 from bot.errors import DomainbotError
-from bot.model.backend import Backend, GenerationParams, GenerationResult, create_backend
+from bot.model.backend import Backend, GenerationParams, GenerationResult
 
 OnPiece = Callable[[str], None]
 
@@ -58,15 +58,15 @@ class ChatSession:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChatSession:
-        from bot.model.loader import load_model
+        from bot.model.factory import open_backend
 
-        loaded = load_model(settings)
+        opened = open_backend(settings)
         return cls(
-            create_backend(loaded, settings.backend),
+            opened.backend,
             generation_params(settings),
             settings.system_prompt,
             settings.history_max_tokens,
-            loaded.timings,
+            opened.timings,
         )
 
     def reset(self) -> None:

@@ -153,23 +153,20 @@ def model_prepare() -> None:
 @model_app.command("info")
 def model_info(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
     """Load the configured model and describe it."""
-    from bot.model.backend import create_backend
-    from bot.model.loader import load_model
+    from bot.model.factory import open_backend
 
-    loaded_settings = settings()
-    loaded = load_model(loaded_settings)
-    backend = create_backend(loaded, loaded_settings.backend)
+    opened = open_backend(settings())
+    backend = opened.backend
     info = {
-        "model": loaded.name,
-        "path": str(loaded.path),
-        "source": loaded.source,
-        "adapter": loaded.adapter,
+        "model": backend.model_name,
+        "path": opened.path,
+        "source": opened.source,
+        "adapter": backend.adapter,
         "backend": backend.name,
-        "device": str(loaded.device),
-        "dtype": str(loaded.dtype).removeprefix("torch."),
-        "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "device": opened.device,
+        "dtype": opened.dtype,
         "context_window": backend.context_window(),
-        "load_seconds": round(loaded.timings["load"], 3),
+        "load_seconds": round(opened.timings["load"], 3),
     }
     if as_json:
         typer.echo(json.dumps(info))

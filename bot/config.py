@@ -58,8 +58,10 @@ class Settings(BaseSettings):
         description="Weight dtype; 'auto' is bfloat16 on CUDA and on CPUs with native bf16, float16 on MPS, "
         "else float32.",
     )
-    backend: Literal["auto", "transformers"] = Field(
-        "auto", description="Generation backend; 'auto' picks the best one available."
+    backend: Literal["auto", "native", "transformers"] = Field(
+        "auto",
+        description="Generation backend; 'auto' is 'native' (plain-torch Llama, fast start) for Llama models on "
+        "the CPU and 'transformers' otherwise.",
     )
     max_new_tokens: int = Field(256, ge=1, le=8192, description="Most tokens generated for one answer.")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 is greedy.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +70,19 @@ def build_tiny_model(folder: Path, chat_template: str | None = TINY_CHAT_TEMPLAT
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def make_adapter(base_dir: Path, out: Path, **lora: Any) -> Any:
+    """Save a LoRA adapter with non-zero weights; return the adapted model's logits on a fixed input."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    options = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "init_lora_weights": False, **lora}
+    config = LoraConfig(**options)
+    peft_model = get_peft_model(base, config)
+    peft_model.save_pretrained(out)
+    with torch.no_grad():
+        return peft_model(input_ids=torch.tensor([[5, 6, 7, 8]])).logits

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
@@ -66,28 +66,44 @@ class Backend(Protocol):
         ...
 
 
-class IncrementalDecoder:
-    """Turns a growing list of token ids into text deltas without splitting multi-byte characters."""
+class TextDecoder(Protocol):
+    def decode(self, ids: list[int], /, skip_special_tokens: bool = ...) -> Any: ...
 
-    def __init__(self, tokenizer: object) -> None:
+
+class IncrementalDecoder:
+    """Turns a growing list of token ids into text deltas without splitting multi-byte characters.
+
+    Only a short window is decoded per token: the text of the ids since `prefix` minus the text of the ids
+    between `prefix` and `read`. Keeping one earlier token in the window lets tokenizers that drop a leading
+    space at the start of a decode (sentencepiece) produce the same text as decoding everything.
+    """
+
+    def __init__(self, tokenizer: TextDecoder) -> None:
         self.tokenizer = tokenizer
         self.ids: list[int] = []
-        self.emitted = ""
+        self.prefix = 0
+        self.read = 0
+
+    def _pending(self) -> str:
+        before = str(self.tokenizer.decode(self.ids[self.prefix : self.read], skip_special_tokens=True))
+        text = str(self.tokenizer.decode(self.ids[self.prefix :], skip_special_tokens=True))
+        # An incomplete UTF-8 sequence decodes to U+FFFD until its last byte arrives.
+        if len(text) <= len(before) or text.endswith("\ufffd"):
+            return ""
+        self.prefix, self.read = self.read, len(self.ids)
+        return text[len(before) :]
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
-        text: str = self.tokenizer.decode(self.ids, skip_special_tokens=True)  # type: ignore[attr-defined]
-        # An incomplete UTF-8 sequence decodes to U+FFFD until its last byte arrives.
-        if text.endswith("\ufffd") or not text.startswith(self.emitted):
-            return ""
-        delta, self.emitted = text[len(self.emitted) :], text
-        return delta
+        return self._pending()
 
     def flush(self) -> str:
-        text: str = self.tokenizer.decode(self.ids, skip_special_tokens=True)  # type: ignore[attr-defined]
-        delta = text[len(self.emitted) :] if text.startswith(self.emitted) else ""
-        self.emitted = text
-        return delta
+        if self.read == len(self.ids):
+            return ""
+        before = str(self.tokenizer.decode(self.ids[self.prefix : self.read], skip_special_tokens=True))
+        text = str(self.tokenizer.decode(self.ids[self.prefix :], skip_special_tokens=True))
+        self.prefix = self.read = len(self.ids)
+        return text[len(before) :]
 
 
 def choose_next_token(
@@ -114,6 +130,64 @@ def choose_next_token(
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def decode(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    prompt: list[int],
+    params: GenerationParams,
+    context_window: int,
+    eos_ids: frozenset[int],
+    tokenizer: TextDecoder,
+    result: GenerationResult,
+) -> Iterator[str]:
+    """The decode loop every local backend shares. `forward` appends ids (1, T) to its KV cache and returns the
+    last position's logits (V,)."""
+    import torch
+
+    started = time.perf_counter()
+    result.prompt_tokens = len(prompt)
+    result.finish_reason = "length"
+    budget = min(params.max_new_tokens, context_window - len(prompt))
+    if budget <= 0:
+        return
+    generator = None
+    if params.temperature > 0.0:
+        generator = torch.Generator(device="cpu")
+        generator.manual_seed(params.seed if params.seed is not None else torch.seed())
+    seen = torch.empty(len(prompt) + budget, dtype=torch.long)  # prompt then answer ids, for the penalty
+    seen[: len(prompt)] = torch.tensor(prompt)
+    length = len(prompt)
+    decoder = IncrementalDecoder(tokenizer)
+    step_input = torch.tensor([prompt], dtype=torch.long)  # (1, T) for the prefill, then (1, 1)
+    for _ in range(budget):
+        # Entered per step, not around the loop: a generator must not leave inference mode on for its caller.
+        with torch.inference_mode():
+            logits = forward(step_input).float().cpu()  # (V,)
+            token = choose_next_token(logits, seen[:length], params, generator)
+        result.timings.setdefault("first_token", time.perf_counter() - started)
+        if token in eos_ids:
+            result.finish_reason = "eos"
+            break
+        seen[length] = token
+        length += 1
+        result.new_tokens += 1
+        piece = decoder.push(token)
+        if piece:
+            yield piece
+        step_input = torch.tensor([[token]], dtype=torch.long)
+    tail = decoder.flush()
+    if tail:
+        yield tail
+    result.timings["generate"] = time.perf_counter() - started
+
+
+def eos_token_ids(configured: int | list[int] | None, tokenizer_eos: int | None) -> frozenset[int]:
+    """Every id that ends the model's turn: the generation config's and the tokenizer's."""
+    ids = {configured} if isinstance(configured, int) else set(configured or [])
+    if tokenizer_eos is not None:
+        ids.add(int(tokenizer_eos))
+    return frozenset(ids)
+
+
 class TransformersBackend:
     """Generation with a transformers model on CPU, CUDA or MPS."""
 
@@ -123,11 +197,7 @@ class TransformersBackend:
         self.loaded = loaded
         self.model_name = loaded.name
         self.adapter = loaded.adapter
-        config_eos = loaded.model.generation_config.eos_token_id
-        eos = {config_eos} if isinstance(config_eos, int) else set(config_eos or [])
-        if loaded.tokenizer.eos_token_id is not None:
-            eos.add(int(loaded.tokenizer.eos_token_id))
-        self.eos_ids = frozenset(eos)
+        self.eos_ids = eos_token_ids(loaded.model.generation_config.eos_token_id, loaded.tokenizer.eos_token_id)
         # transformers 5 renamed the forward argument that carries the KV cache.
         forward_args = inspect.signature(loaded.model.forward).parameters
         self.cache_arg = "cache" if "cache" in forward_args else "past_key_values"
@@ -145,54 +215,19 @@ class TransformersBackend:
     def context_window(self) -> int:
         return int(getattr(self.loaded.model.config, "max_position_embeddings", 2048))
 
-    def stream(self, messages: Sequence[Message], params: GenerationParams, result: GenerationResult) -> Iterator[str]:
-        import torch
+    def stream(
+        self, messages: Sequence[Message], params: GenerationParams, result: GenerationResult
+    ) -> Iterator[str]:
         from transformers import DynamicCache
 
         started = time.perf_counter()
-        model, device = self.loaded.model, self.loaded.device
         prompt = self.encode(messages)
-        result.prompt_tokens = len(prompt)
-        budget = min(params.max_new_tokens, self.context_window() - len(prompt))
-        if budget <= 0:
-            result.finish_reason = "length"
-            return
-        generator = None
-        if params.temperature > 0.0:
-            generator = torch.Generator(device="cpu")
-            generator.manual_seed(params.seed if params.seed is not None else torch.seed())
-        seen = torch.tensor(prompt, dtype=torch.long)
-        decoder = IncrementalDecoder(self.loaded.tokenizer)
-        cache = DynamicCache()
-        step_input = torch.tensor([prompt], dtype=torch.long, device=device)  # (1, T) on prefill, then (1, 1)
         result.timings["prompt"] = time.perf_counter() - started
-        result.finish_reason = "length"
-        with torch.inference_mode():
-            for _ in range(budget):
-                out = model(input_ids=step_input, use_cache=True, logits_to_keep=1, **{self.cache_arg: cache})
-                logits = out.logits[0, -1].to("cpu")  # (V,)
-                token = choose_next_token(logits, seen, params, generator)
-                if "first_token" not in result.timings:
-                    result.timings["first_token"] = time.perf_counter() - started
-                if token in self.eos_ids:
-                    result.finish_reason = "eos"
-                    break
-                result.new_tokens += 1
-                seen = torch.cat((seen, torch.tensor([token])))
-                piece = decoder.push(token)
-                if piece:
-                    yield piece
-                step_input = torch.tensor([[token]], dtype=torch.long, device=device)
-        tail = decoder.flush()
-        if tail:
-            yield tail
-        result.timings["generate"] = time.perf_counter() - started
+        model, device, cache = self.loaded.model, self.loaded.device, DynamicCache()
 
+        def forward(ids: torch.Tensor) -> torch.Tensor:
+            out = model(input_ids=ids.to(device), use_cache=True, logits_to_keep=1, **{self.cache_arg: cache})
+            return out.logits[0, -1]
 
-def create_backend(loaded: LoadedModel, preference: str = "auto") -> Backend:
-    """The backend chosen by configuration; 'auto' is transformers until a faster CPU backend is available."""
-    if preference in ("auto", "transformers"):
-        return TransformersBackend(loaded)
-    from bot.errors import DomainbotError
-
-    raise DomainbotError(f"Unknown backend {preference!r}: expected auto or transformers.")
+        tokenizer = self.loaded.tokenizer
+        yield from decode(forward, prompt, params, self.context_window(), self.eos_ids, tokenizer, result)

@@ -6,9 +6,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.config import EMBEDDED_MODEL, Settings
 from bot.errors import DomainbotError
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -65,25 +67,49 @@ def resolve_model_folder(reference: str) -> Path:
         ) from None
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The folder a model reference names. source: 'cache' or 'converted' (the embedded model), or 'folder'."""
+
+    folder: Path
+    name: str
+    source: str
+
+
+def resolve_model(settings: Settings) -> ResolvedModel:
+    if settings.model == EMBEDDED_MODEL:
+        folder, converted = embedded.ensure_embedded_model(settings.models_dir)
+        return ResolvedModel(folder, embedded.NAME, "converted" if converted else "cache")
+    folder = resolve_model_folder(settings.model)
+    return ResolvedModel(folder, _display_name(folder, settings.model), "folder")
+
+
+def load_resolved(settings: Settings, load: Callable[[ResolvedModel], T]) -> T:
+    """Run `load` on the configured model; an embedded cache whose bytes turn out bad is rebuilt once."""
+    resolved = resolve_model(settings)
+    try:
+        return load(resolved)
+    except DomainbotError as exc:
+        if resolved.source != "cache":
+            raise
+        folder, _ = embedded.ensure_embedded_model(settings.models_dir, rebuild_reason=str(exc))
+        return load(ResolvedModel(folder, resolved.name, "converted"))
+
+
 def load_model(settings: Settings) -> LoadedModel:
-    """Load the configured model and adapter on the configured device."""
+    """Load the configured model and adapter with transformers, on the configured device."""
     from bot.model.device import select_device, select_dtype
 
     device = select_device(settings.device)
     dtype = select_dtype(settings.dtype, device)
     started = time.perf_counter()
-    if settings.model == EMBEDDED_MODEL:
-        folder, converted = embedded.ensure_embedded_model(settings.models_dir)
-        try:
-            loaded = _load_folder(folder, embedded.NAME, device, dtype)
-        except DomainbotError as exc:
-            # The checks passed but the bytes are bad (a corrupt safetensors header, say): rebuild once.
-            folder, converted = embedded.ensure_embedded_model(settings.models_dir, rebuild_reason=str(exc))
-            loaded = _load_folder(folder, embedded.NAME, device, dtype)
-        loaded.source = "converted" if converted else "cache"
-    else:
-        folder = resolve_model_folder(settings.model)
-        loaded = _load_folder(folder, _display_name(folder, settings.model), device, dtype)
+
+    def load(resolved: ResolvedModel) -> LoadedModel:
+        loaded = _load_folder(resolved.folder, resolved.name, device, dtype)
+        loaded.source = resolved.source
+        return loaded
+
+    loaded = load_resolved(settings, load)
     if settings.adapter is not None:
         apply_adapter(loaded, settings.adapter)
     loaded.timings["load"] = time.perf_counter() - started

@@ -7,7 +7,7 @@ import torch
 from bot.config import load_settings
 from bot.errors import DomainbotError
 from bot.model.loader import load_model, resolve_model_folder
-from tests.helpers import build_tiny_model
+from tests.helpers import build_tiny_model, make_adapter
 
 
 def test_loads_a_local_folder(tiny_settings, tiny_model_dir: Path) -> None:
@@ -73,20 +73,6 @@ def test_unloadable_weights(tmp_path: Path, tiny_model_dir: Path, tiny_settings)
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(DomainbotError, match="Could not load the model"):
         load_model(tiny_settings.model_copy(update={"model": str(broken)}))
-
-
-def make_adapter(base_dir: Path, out: Path) -> torch.Tensor:
-    """Save a LoRA adapter with non-zero weights; return the adapted model's logits on a fixed input."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(1)
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    peft_model = get_peft_model(base, config)
-    peft_model.save_pretrained(out)
-    with torch.no_grad():
-        return peft_model(input_ids=torch.tensor([[5, 6, 7, 8]])).logits
 
 
 def test_adapter_is_applied_and_merged(tmp_path: Path, tiny_settings, tiny_model_dir: Path) -> None:
