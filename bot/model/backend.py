@@ -188,7 +188,44 @@ def eos_token_ids(configured: int | list[int] | None, tokenizer_eos: int | None)
     return frozenset(ids)
 
 
-class TransformersBackend:
+class LocalBackend:
+    """What the in-process backends share: count with the model's own template, stream through `decode`."""
+
+    name: str
+    model_name: str
+    adapter: str | None
+    eos_ids: frozenset[int]
+
+    def encode(self, messages: Sequence[Message]) -> list[int]:
+        """The prompt's token ids, rendered through the model's chat template."""
+        raise NotImplementedError
+
+    def context_window(self) -> int:
+        raise NotImplementedError
+
+    def text_decoder(self) -> TextDecoder:
+        raise NotImplementedError
+
+    def new_forward(self, max_len: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A forward function over a fresh KV cache that will hold at most `max_len` positions."""
+        raise NotImplementedError
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return len(self.encode(messages))
+
+    def stream(
+        self, messages: Sequence[Message], params: GenerationParams, result: GenerationResult
+    ) -> Iterator[str]:
+        started = time.perf_counter()
+        prompt = self.encode(messages)
+        result.timings["prompt"] = time.perf_counter() - started
+        max_len = len(prompt) + max(0, min(params.max_new_tokens, self.context_window() - len(prompt)))
+        forward = self.new_forward(max_len)
+        window = self.context_window()
+        yield from decode(forward, prompt, params, window, self.eos_ids, self.text_decoder(), result)
+
+
+class TransformersBackend(LocalBackend):
     """Generation with a transformers model on CPU, CUDA or MPS."""
 
     name = "transformers"
@@ -209,25 +246,19 @@ class TransformersBackend:
         )
         return [int(i) for i in encoded["input_ids"]]
 
-    def count_tokens(self, messages: Sequence[Message]) -> int:
-        return len(self.encode(messages))
-
     def context_window(self) -> int:
         return int(getattr(self.loaded.model.config, "max_position_embeddings", 2048))
 
-    def stream(
-        self, messages: Sequence[Message], params: GenerationParams, result: GenerationResult
-    ) -> Iterator[str]:
+    def text_decoder(self) -> TextDecoder:
+        return self.loaded.tokenizer
+
+    def new_forward(self, max_len: int) -> Callable[[torch.Tensor], torch.Tensor]:
         from transformers import DynamicCache
 
-        started = time.perf_counter()
-        prompt = self.encode(messages)
-        result.timings["prompt"] = time.perf_counter() - started
         model, device, cache = self.loaded.model, self.loaded.device, DynamicCache()
 
         def forward(ids: torch.Tensor) -> torch.Tensor:
             out = model(input_ids=ids.to(device), use_cache=True, logits_to_keep=1, **{self.cache_arg: cache})
             return out.logits[0, -1]
 
-        tokenizer = self.loaded.tokenizer
-        yield from decode(forward, prompt, params, self.context_window(), self.eos_ids, tokenizer, result)
+        return forward

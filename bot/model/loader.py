@@ -130,19 +130,31 @@ def _load_folder(folder: Path, name: str, device: torch.device, dtype: torch.dty
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
     except Exception as exc:  # torch, safetensors and tokenizers each raise their own types for a bad folder
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DomainbotError(
-            f"Could not load the model in {folder}: {first_line}. Expected a causal language model folder "
-            "with weights and a tokenizer."
-        ) from exc
+        raise cannot_load(folder, exc) from exc
     if not tokenizer.chat_template:
-        raise DomainbotError(
-            f"Model {name} has no chat template, and domainbot talks to models through one. Use an instruct/"
-            "chat model, or add a `chat_template` to its tokenizer_config.json."
-        )
+        raise no_chat_template(name)
     model = model.to(device)  # type: ignore[arg-type]  # transformers' stubs type `.to` for dtypes only
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, path=folder, device=device, dtype=dtype)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def cannot_load(folder: Path, exc: BaseException) -> DomainbotError:
+    return DomainbotError(
+        f"Could not load the model in {folder}: {first_line(exc)}. Expected a causal language model folder with "
+        "weights and a tokenizer."
+    )
+
+
+def no_chat_template(name: str) -> DomainbotError:
+    return DomainbotError(
+        f"Model {name} has no chat template, and domainbot talks to models through one. Use an instruct/chat "
+        "model, or add a `chat_template` to its tokenizer_config.json."
+    )
 
 
 def apply_adapter(loaded: LoadedModel, adapter: Path) -> None:
@@ -161,7 +173,7 @@ def apply_adapter(loaded: LoadedModel, adapter: Path) -> None:
         base = _adapter_base(config_file)
         raise DomainbotError(
             f"Adapter {adapter} does not fit model {loaded.name} (it was trained on {base or 'another model'}): "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+            f"{first_line(exc)}"
         ) from exc
     loaded.model = peft_model.merge_and_unload()
     loaded.model.eval()

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import math
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bot.errors import DomainbotError
-from bot.model.backend import GenerationParams, GenerationResult, Message, decode, eos_token_ids
+from bot.model.backend import LocalBackend, Message, TextDecoder, eos_token_ids
 from bot.model.chat_format import ChatFormat, ChatTemplateMissing
 from bot.model.llama import Llama, load_llama, read_config
+from bot.model.loader import cannot_load, no_chat_template
 
 
 def adapter_unsupported_reason(adapter: Path) -> str | None:
@@ -61,7 +61,7 @@ def merge_lora(model: Llama, adapter: Path) -> None:
             weight += (b @ a * scale).to(device=weight.device, dtype=weight.dtype)
 
 
-class NativeLlamaBackend:
+class NativeLlamaBackend(LocalBackend):
     """Llama models on the CPU without transformers: fast to start, with a preallocated KV cache."""
 
     name = "native"
@@ -72,18 +72,11 @@ class NativeLlamaBackend:
         try:
             self.format = ChatFormat(folder)
         except ChatTemplateMissing:
-            raise DomainbotError(
-                f"Model {model_name} has no chat template, and domainbot talks to models through one. Use an "
-                "instruct/chat model, or add a `chat_template` to its tokenizer_config.json."
-            ) from None
+            raise no_chat_template(model_name) from None
         try:
             self.model = load_llama(folder, dtype, device)
         except Exception as exc:  # safetensors, torch and json each raise their own types for a bad folder
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DomainbotError(
-                f"Could not load the model in {folder}: {first_line}. Expected a causal language model folder "
-                "with weights and a tokenizer."
-            ) from exc
+            raise cannot_load(folder, exc) from exc
         self.model_name = model_name
         self.device = device
         self.adapter: str | None = None
@@ -101,22 +94,16 @@ class NativeLlamaBackend:
     def encode(self, messages: Sequence[Message]) -> list[int]:
         return self.format.encode_chat(messages)
 
-    def count_tokens(self, messages: Sequence[Message]) -> int:
-        return len(self.encode(messages))
-
     def context_window(self) -> int:
         return self.model.shape.max_positions
 
-    def stream(
-        self, messages: Sequence[Message], params: GenerationParams, result: GenerationResult
-    ) -> Iterator[str]:
-        started = time.perf_counter()
-        prompt = self.encode(messages)
-        result.timings["prompt"] = time.perf_counter() - started
-        budget = max(0, min(params.max_new_tokens, self.context_window() - len(prompt)))
-        cache = self.model.new_cache(len(prompt) + budget)
+    def text_decoder(self) -> TextDecoder:
+        return self.format
+
+    def new_forward(self, max_len: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        cache = self.model.new_cache(max_len)
 
         def forward(ids: torch.Tensor) -> torch.Tensor:
             return self.model(ids.to(self.device), cache)
 
-        yield from decode(forward, prompt, params, self.context_window(), self.eos_ids, self.format, result)
+        return forward
