@@ -10,6 +10,7 @@ from bot.config import Settings
 from bot.conversation import Conversation
 from bot.errors import DomainbotError
 from bot.model.backend import Backend, GenerationParams, GenerationResult
+from bot.model.text_formats import STOP_STRINGS
 
 OnPiece = Callable[[str], None]
 
@@ -35,6 +36,7 @@ def generation_params(settings: Settings) -> GenerationParams:
         top_p=settings.top_p,
         repetition_penalty=settings.repetition_penalty,
         seed=settings.seed,
+        stop=STOP_STRINGS[settings.prompt_format],
     )
 
 

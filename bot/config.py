@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         description="Generation backend; 'auto' is 'native' (plain-torch Llama, fast start) for Llama models on "
         "the CPU and 'transformers' otherwise.",
     )
+    prompt_format: Literal["chat", "alpaca", "koalpaca"] = Field(
+        "chat",
+        description="How prompts are written for the model: its own chat template, or Alpaca / KoAlpaca text "
+        "for models trained on those formats.",
+    )
     max_new_tokens: int = Field(256, ge=1, le=8192, description="Most tokens generated for one answer.")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 is greedy.")
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling mass (used when temperature > 0).")

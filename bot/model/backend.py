@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
+from bot.model import text_formats
+from bot.model.text_formats import PromptFormat
+
 if TYPE_CHECKING:
     import torch
 
@@ -33,6 +36,8 @@ class GenerationParams:
     top_p: float = 1.0
     repetition_penalty: float = 1.0
     seed: int | None = None
+    # Text that ends the answer (not included), for prompt formats without an end-of-turn token.
+    stop: tuple[str, ...] = ()
 
 
 @dataclass
@@ -41,7 +46,8 @@ class GenerationResult:
 
     prompt_tokens: int = 0
     new_tokens: int = 0
-    # 'eos' (the model ended its turn), 'length' (max_new_tokens reached), 'stopped' (the caller stopped).
+    # 'eos' (the model ended its turn), 'stop' (a stop string), 'length' (max_new_tokens reached),
+    # 'stopped' (the caller stopped reading).
     finish_reason: str = "stopped"
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -106,6 +112,33 @@ class IncrementalDecoder:
         return text[len(before) :]
 
 
+class StopStrings:
+    """Passes text through until a stop string appears, holding back any tail that could be one's start."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = tuple(stop for stop in stops if stop)
+        self.pending = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        if not self.stops:
+            return piece
+        self.pending += piece
+        hits = [index for stop in self.stops if (index := self.pending.find(stop)) >= 0]
+        if hits:
+            out, self.pending, self.stopped = self.pending[: min(hits)], "", True
+            return out
+        keep = max(
+            (k for stop in self.stops for k in range(1, len(stop)) if self.pending.endswith(stop[:k])), default=0
+        )
+        out, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep :]
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
 def choose_next_token(
     logits: torch.Tensor, seen: torch.Tensor, params: GenerationParams, generator: torch.Generator | None
 ) -> int:
@@ -157,6 +190,7 @@ def decode(
     seen[: len(prompt)] = torch.tensor(prompt)
     length = len(prompt)
     decoder = IncrementalDecoder(tokenizer)
+    stops = StopStrings(params.stop)
     step_input = torch.tensor([prompt], dtype=torch.long)  # (1, T) for the prefill, then (1, 1)
     for _ in range(budget):
         # Entered per step, not around the loop: a generator must not leave inference mode on for its caller.
@@ -170,13 +204,19 @@ def decode(
         seen[length] = token
         length += 1
         result.new_tokens += 1
-        piece = decoder.push(token)
+        piece = stops.feed(decoder.push(token))
         if piece:
             yield piece
+        if stops.stopped:
+            result.finish_reason = "stop"
+            break
         step_input = torch.tensor([[token]], dtype=torch.long)
-    tail = decoder.flush()
+    tail = "" if stops.stopped else stops.feed(decoder.flush())
+    tail += "" if stops.stopped else stops.flush()
     if tail:
         yield tail
+    if stops.stopped:
+        result.finish_reason = "stop"
     result.timings["generate"] = time.perf_counter() - started
 
 
@@ -195,9 +235,19 @@ class LocalBackend:
     model_name: str
     adapter: str | None
     eos_ids: frozenset[int]
+    prompt_format: PromptFormat = "chat"
 
     def encode(self, messages: Sequence[Message]) -> list[int]:
-        """The prompt's token ids, rendered through the model's chat template."""
+        """The prompt's token ids: the model's chat template, or Alpaca/KoAlpaca text when so configured."""
+        if self.prompt_format == "chat":
+            return self.encode_chat(messages)
+        return self.encode_text(text_formats.render(messages, self.prompt_format))
+
+    def encode_chat(self, messages: Sequence[Message]) -> list[int]:
+        raise NotImplementedError
+
+    def encode_text(self, text: str) -> list[int]:
+        """Plain prompt text to ids, with the tokenizer's own special tokens (BOS) added."""
         raise NotImplementedError
 
     def context_window(self) -> int:
@@ -230,8 +280,9 @@ class TransformersBackend(LocalBackend):
 
     name = "transformers"
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, prompt_format: PromptFormat = "chat") -> None:
         self.loaded = loaded
+        self.prompt_format = prompt_format
         self.model_name = loaded.name
         self.adapter = loaded.adapter
         self.eos_ids = eos_token_ids(loaded.model.generation_config.eos_token_id, loaded.tokenizer.eos_token_id)
@@ -239,12 +290,15 @@ class TransformersBackend(LocalBackend):
         forward_args = inspect.signature(loaded.model.forward).parameters
         self.cache_arg = "cache" if "cache" in forward_args else "past_key_values"
 
-    def encode(self, messages: Sequence[Message]) -> list[int]:
+    def encode_chat(self, messages: Sequence[Message]) -> list[int]:
         conversation = [{"role": m["role"], "content": m["content"]} for m in messages]
         encoded: Any = self.loaded.tokenizer.apply_chat_template(
             conversation, add_generation_prompt=True, tokenize=True, return_dict=True
         )
         return [int(i) for i in encoded["input_ids"]]
+
+    def encode_text(self, text: str) -> list[int]:
+        return [int(i) for i in self.loaded.tokenizer(text, add_special_tokens=True)["input_ids"]]
 
     def context_window(self) -> int:
         return int(getattr(self.loaded.model.config, "max_position_embeddings", 2048))

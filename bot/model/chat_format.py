@@ -58,22 +58,26 @@ class ChatFormat:
         )
         environment.filters["tojson"] = _tojson
         environment.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now)
-        self.template = environment.from_string(template)
+        self.template = environment.from_string(template) if template else None
         eos = self.special_tokens.get("eos_token")
         self.eos_token_id = self.tokenizer.token_to_id(eos) if eos else None
 
     @staticmethod
-    def _template_text(folder: Path, config: dict[str, Any]) -> str:
+    def _template_text(folder: Path, config: dict[str, Any]) -> str | None:
         if (folder / "chat_template.jinja").exists():
             return (folder / "chat_template.jinja").read_text(encoding="utf-8")
         template = config.get("chat_template")
         if isinstance(template, list):  # named templates: use the default one
             template = next((t.get("template") for t in template if t.get("name") == "default"), None)
-        if not template:
-            raise ChatTemplateMissing(f"{folder} has no chat template")
-        return str(template)
+        return str(template) if template else None
+
+    @property
+    def has_template(self) -> bool:
+        return self.template is not None
 
     def render(self, messages: Sequence[Message]) -> str:
+        if self.template is None:
+            raise ChatTemplateMissing("this tokenizer has no chat template")
         conversation = [{"role": m["role"], "content": m["content"]} for m in messages]
         return self.template.render(messages=conversation, add_generation_prompt=True, **self.special_tokens)
 

@@ -48,7 +48,9 @@ def open_backend(settings: Settings) -> OpenedBackend:
             if reason is None:
                 from bot.model.native import NativeLlamaBackend
 
-                native = NativeLlamaBackend(resolved.folder, resolved.name, device, dtype, settings.adapter)
+                native = NativeLlamaBackend(
+                    resolved.folder, resolved.name, device, dtype, settings.adapter, settings.prompt_format
+                )
                 return OpenedBackend(native, *where)
             if settings.backend == "native":
                 raise DomainbotError(
@@ -57,10 +59,11 @@ def open_backend(settings: Settings) -> OpenedBackend:
         from bot.model.backend import TransformersBackend
         from bot.model.loader import _load_folder, apply_adapter
 
-        loaded = _load_folder(resolved.folder, resolved.name, device, dtype)
+        chat = settings.prompt_format == "chat"
+        loaded = _load_folder(resolved.folder, resolved.name, device, dtype, require_chat_template=chat)
         if settings.adapter is not None:
             apply_adapter(loaded, settings.adapter)
-        return OpenedBackend(TransformersBackend(loaded), *where)
+        return OpenedBackend(TransformersBackend(loaded, settings.prompt_format), *where)
 
     opened = load_resolved(settings, load)
     opened.timings["load"] = time.perf_counter() - started

@@ -105,7 +105,7 @@ def load_model(settings: Settings) -> LoadedModel:
     started = time.perf_counter()
 
     def load(resolved: ResolvedModel) -> LoadedModel:
-        loaded = _load_folder(resolved.folder, resolved.name, device, dtype)
+        loaded = _load_folder(resolved.folder, resolved.name, device, dtype, settings.prompt_format == "chat")
         loaded.source = resolved.source
         return loaded
 
@@ -120,7 +120,9 @@ def _display_name(folder: Path, reference: str) -> str:
     return reference if not Path(reference).expanduser().exists() else folder.name
 
 
-def _load_folder(folder: Path, name: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def _load_folder(
+    folder: Path, name: str, device: torch.device, dtype: torch.dtype, require_chat_template: bool = True
+) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -131,7 +133,7 @@ def _load_folder(folder: Path, name: str, device: torch.device, dtype: torch.dty
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
     except Exception as exc:  # torch, safetensors and tokenizers each raise their own types for a bad folder
         raise cannot_load(folder, exc) from exc
-    if not tokenizer.chat_template:
+    if require_chat_template and not tokenizer.chat_template:
         raise no_chat_template(name)
     model = model.to(device)  # type: ignore[arg-type]  # transformers' stubs type `.to` for dtypes only
     model.eval()

@@ -12,9 +12,10 @@ import torch
 
 from bot.errors import DomainbotError
 from bot.model.backend import LocalBackend, Message, TextDecoder, eos_token_ids
-from bot.model.chat_format import ChatFormat, ChatTemplateMissing
+from bot.model.chat_format import ChatFormat
 from bot.model.llama import Llama, load_llama, read_config
 from bot.model.loader import cannot_load, no_chat_template
+from bot.model.text_formats import PromptFormat
 
 
 def adapter_unsupported_reason(adapter: Path) -> str | None:
@@ -67,12 +68,18 @@ class NativeLlamaBackend(LocalBackend):
     name = "native"
 
     def __init__(
-        self, folder: Path, model_name: str, device: torch.device, dtype: torch.dtype, adapter: Path | None = None
+        self,
+        folder: Path,
+        model_name: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        adapter: Path | None = None,
+        prompt_format: PromptFormat = "chat",
     ) -> None:
-        try:
-            self.format = ChatFormat(folder)
-        except ChatTemplateMissing:
-            raise no_chat_template(model_name) from None
+        self.prompt_format = prompt_format
+        self.format = ChatFormat(folder)
+        if prompt_format == "chat" and not self.format.has_template:
+            raise no_chat_template(model_name)
         try:
             self.model = load_llama(folder, dtype, device)
         except Exception as exc:  # safetensors, torch and json each raise their own types for a bad folder
@@ -91,8 +98,11 @@ class NativeLlamaBackend(LocalBackend):
         configured = generation.get("eos_token_id", read_config(folder).get("eos_token_id"))
         self.eos_ids = eos_token_ids(configured, self.format.eos_token_id)
 
-    def encode(self, messages: Sequence[Message]) -> list[int]:
+    def encode_chat(self, messages: Sequence[Message]) -> list[int]:
         return self.format.encode_chat(messages)
+
+    def encode_text(self, text: str) -> list[int]:
+        return self.format.encode(text, add_special_tokens=True)
 
     def context_window(self) -> int:
         return self.model.shape.max_positions

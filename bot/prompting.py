@@ -1,0 +1,176 @@
+"""Prompt building: system prompt, few-shot examples chosen by similarity, numbered passages, history.
+
+Everything the model sees is built here, within a token budget. When the prompt is too long, the least
+relevant passages go first, then the oldest turns, then the few-shot examples; the question always stays.
+The messages are rendered by the backend: through the model's chat template, or as Alpaca or KoAlpaca text
+(`bot/model/text_formats.py`) for models trained that way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from bot.errors import DomainbotError
+from bot.model.backend import Message
+
+PROMPTS_DIR = Path(__file__).parent / "prompts"
+DEFAULT_PROMPT_FILE = PROMPTS_DIR / "default.yaml"
+DEFAULT_FEWSHOT_FILE = PROMPTS_DIR / "fewshot.jsonl"
+
+
+class PromptText(BaseModel):
+    """The editable wording of the answer prompt."""
+
+    system: str
+    passages_intro: str
+    question_intro: str
+    no_passages: str
+    fenced_passage_note: str
+
+
+class FewShotExample(BaseModel):
+    question: str
+    passages: list[str] = []
+    answer: str
+
+
+class PassageLike(Protocol):
+    """What prompt building needs from a retrieved passage."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+
+@dataclass
+class PromptParts:
+    """The pieces of one prompt before rendering, kept so trimming can report what it dropped."""
+
+    messages: list[Message]
+    passages_used: int
+    examples_used: int
+    turns_used: int
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def load_prompt_text(path: Path | None = None) -> PromptText:
+    path = path or DEFAULT_PROMPT_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DomainbotError(f"Prompt file {path} cannot be read ({exc}). Expected a UTF-8 YAML file.") from None
+    except yaml.YAMLError as exc:
+        raise DomainbotError(f"Prompt file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    try:
+        return PromptText.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
+        raise DomainbotError(f"Prompt file {path} is not a valid prompt: {problems}.") from None
+
+
+def load_examples(path: Path | None = None) -> list[FewShotExample]:
+    path = path or DEFAULT_FEWSHOT_FILE
+    examples = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DomainbotError(f"Few-shot file {path} cannot be read ({exc}). Expected UTF-8 JSON lines.") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            examples.append(FewShotExample.model_validate(json.loads(line)))
+        except (ValueError, ValidationError) as exc:
+            first = str(exc).splitlines()[0]
+            raise DomainbotError(
+                f"Few-shot file {path}, line {number}: expected an object with question, passages and answer "
+                f"({first})."
+            ) from None
+    return examples
+
+
+class ExampleSelector:
+    """Picks the few-shot examples most similar to a question (cosine similarity of embeddings)."""
+
+    def __init__(self, examples: Sequence[FewShotExample], embed: Callable[[Sequence[str]], np.ndarray]) -> None:
+        self.examples = list(examples)
+        self.embed = embed
+        self.vectors = embed([e.question for e in self.examples]) if self.examples else np.zeros((0, 1))
+
+    def select(self, question: str, k: int) -> list[FewShotExample]:
+        if k <= 0 or not self.examples:
+            return []
+        scores = self.vectors @ self.embed([question])[0]  # (N,)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [self.examples[i] for i in order]
+
+
+def passages_block(passages: Sequence[str], text: PromptText) -> str:
+    if not passages:
+        return text.no_passages
+    numbered = [f"[{i}] {passage}" for i, passage in enumerate(passages, start=1)]
+    return text.passages_intro + "\n" + "\n\n".join(numbered)
+
+
+def quote_passage(passage: PassageLike, flagged: bool, text: PromptText) -> str:
+    """A passage as data: source first, and a fence around text that reads like instructions to the model."""
+    body = " ".join(passage.text.split())
+    if flagged:
+        body = f"{text.fenced_passage_note}\n<<<\n{body}\n>>>"
+    return f"({passage.source}) {body}"
+
+
+def user_turn(question: str, passages: Sequence[str], text: PromptText) -> str:
+    return f"{passages_block(passages, text)}\n\n{text.question_intro} {question}"
+
+
+def build_messages(
+    question: str,
+    passages: Sequence[str],
+    examples: Sequence[FewShotExample],
+    history: Sequence[Message],
+    text: PromptText,
+    domain: str,
+    count_tokens: Callable[[Sequence[Message]], int],
+    budget: int,
+) -> PromptParts:
+    """The chat for one answer, trimmed to `budget` tokens: passages, then old turns, then examples go first."""
+    system: Message = {"role": "system", "content": text.system.format(domain=domain).strip()}
+    kept_passages, kept_history, kept_examples = list(passages), list(history), list(examples)
+
+    def assemble() -> list[Message]:
+        messages = [system]
+        for example in kept_examples:
+            messages.append({"role": "user", "content": user_turn(example.question, example.passages, text)})
+            messages.append({"role": "assistant", "content": example.answer})
+        messages.extend(kept_history)
+        messages.append({"role": "user", "content": user_turn(question, kept_passages, text)})
+        return messages
+
+    messages = assemble()
+    while count_tokens(messages) > budget:
+        if kept_passages:
+            kept_passages.pop()  # passages arrive best first
+        elif kept_history:
+            kept_history = kept_history[2:]
+        elif kept_examples:
+            kept_examples.pop()
+        else:
+            break
+        messages = assemble()
+    dropped = {
+        "passages": len(passages) - len(kept_passages),
+        "turns": (len(history) - len(kept_history)) // 2,
+        "examples": len(examples) - len(kept_examples),
+    }
+    return PromptParts(messages, len(kept_passages), len(kept_examples), len(kept_history) // 2, dropped)
