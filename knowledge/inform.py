@@ -1,0 +1,220 @@
+"""Inform, knowledge-base side: split an answer into claims and check each against the passages it stands on.
+
+A claim's support against a passage mixes three signals: semantic similarity (embeddings), lexical overlap
+(content words, and character bigrams so Korean without spaces still overlaps), and agreement of the
+specifics a reader would check — numbers and capitalised names. A number in the claim that no passage states
+caps the support low, however similar the wording. Citations `[n]` are then made to point at passages that
+support their claim: a citation of a passage that does not exist, or does not support the claim, is replaced
+by the best supporting passage or removed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+Policy = Literal["annotate", "drop", "refuse"]
+Verdict = Literal["supported", "unsupported", "skipped"]
+
+SEMANTIC_WEIGHT = 0.45
+LEXICAL_WEIGHT = 0.35
+SPECIFICS_WEIGHT = 0.20
+# A claim stating a number that none of its passage's numbers match cannot count as supported.
+NUMBER_MISMATCH_CAP = 0.3
+MIN_CLAIM_WORDS = 3
+
+_SENTENCE = re.compile(r"[^\n]+?(?:[.!?。]+(?=\s|$)|(?=\n)|$)")  # "1.8" does not end a sentence
+_CITATION = re.compile(r"\s?\[(\d{1,2})\]")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
+_NAME = re.compile(r"\b[A-Z][a-zA-Z]{2,}\b")
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_ABSTAIN = re.compile(
+    r"could not (?:find|verify)|couldn't find|not in the knowledge base|don't know|do not know|"
+    r"찾을 수 없|모르겠",
+    re.IGNORECASE,
+)
+_STOPWORDS = frozenset(
+    re.findall(
+        r"\w+",
+        """a an the is are was were be been being of to in on at for by with from and or but as it its this that
+        these those there their they them he she his her you your i we our can could should would will may might
+        do does did not no yes so if then than also about into over under more most less very just only""",
+    )
+)
+
+
+@dataclass
+class ClaimCheck:
+    """One sentence of the answer and how well the passages support it."""
+
+    text: str
+    start: int
+    end: int
+    verdict: Verdict
+    support: float = 0.0
+    best_passage: int | None = None  # 1-based, as cited
+    cited: list[int] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class InformReport:
+    claims: list[ClaimCheck]
+    # The answer after the policy, citations repaired. Empty when the policy is "refuse" and a claim is
+    # unsupported, or "drop" removed every claim: the caller then says it could not verify the answer.
+    answer: str
+    policy: Policy
+    changed: bool
+
+    @property
+    def unsupported(self) -> list[ClaimCheck]:
+        return [claim for claim in self.claims if claim.verdict == "unsupported"]
+
+
+def split_claims(answer: str) -> list[tuple[str, int, int]]:
+    """Sentences with their character offsets in `answer`."""
+    claims = []
+    for match in _SENTENCE.finditer(answer):
+        text = match.group(0)
+        stripped = text.strip()
+        if stripped:
+            start = match.start() + text.index(stripped[0])
+            claims.append((stripped, start, start + len(stripped)))
+    return claims
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in (m.group(0).casefold() for m in _WORD.finditer(text)) if w not in _STOPWORDS and len(w) > 1}
+
+
+def _bigrams(text: str) -> set[str]:
+    compact = re.sub(r"\W+", "", text.casefold())
+    return {compact[i : i + 2] for i in range(len(compact) - 1)}
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "").rstrip(".") for n in _NUMBER.findall(text)}
+
+
+def lexical_overlap(claim: str, passage: str) -> float:
+    """Share of the claim's content words (or, for unspaced scripts, character bigrams) found in the passage."""
+    words = _content_words(claim)
+    word_score = len(words & _content_words(passage)) / len(words) if words else 0.0
+    grams = _bigrams(claim)
+    gram_score = len(grams & _bigrams(passage)) / len(grams) if grams else 0.0
+    return max(word_score, gram_score * 0.9)
+
+
+def specifics_agreement(claim: str, passage: str) -> tuple[float, list[str]]:
+    """How many of the claim's numbers and names the passage states; reasons name what it does not."""
+    numbers, names = _numbers(claim), {n for n in _NAME.findall(claim)}
+    if not numbers and not names:
+        return 1.0, []
+    passage_numbers, passage_text = _numbers(passage), passage.casefold()
+    missing_numbers = sorted(numbers - passage_numbers)
+    missing_names = sorted(n for n in names if n.casefold() not in passage_text)
+    found = len(numbers) - len(missing_numbers) + len(names) - len(missing_names)
+    reasons = [f"number {n} not in the passage" for n in missing_numbers]
+    reasons += [f"name {n} not in the passage" for n in missing_names]
+    return found / (len(numbers) + len(names)), reasons
+
+
+def _support(claim: str, passage: str, semantic: float | None) -> tuple[float, list[str]]:
+    """Support of one claim (citations removed) by one passage, with what the passage leaves out."""
+    specifics, reasons = specifics_agreement(claim, passage)
+    lexical = lexical_overlap(claim, passage)
+    sem = lexical if semantic is None else semantic
+    support = SEMANTIC_WEIGHT * sem + LEXICAL_WEIGHT * lexical + SPECIFICS_WEIGHT * specifics
+    if any(reason.startswith("number") for reason in reasons):
+        support = min(support, NUMBER_MISMATCH_CAP)
+    return support, reasons
+
+
+def check_claims(
+    answer: str,
+    passages: Sequence[str],
+    embed: Callable[[Sequence[str]], np.ndarray] | None = None,
+    threshold: float = 0.5,
+    policy: Policy = "annotate",
+) -> InformReport:
+    """Score every claim of `answer` against `passages` (numbered from 1 as in the prompt) and apply `policy`."""
+    spans = split_claims(answer)
+    plain = [_CITATION.sub("", text) for text, _, _ in spans]
+    checkable = [
+        i for i, text in enumerate(plain) if len(_WORD.findall(text)) >= MIN_CLAIM_WORDS and not _ABSTAIN.search(text)
+    ]
+    semantic: np.ndarray | None = None
+    if embed is not None and checkable and passages:
+        vectors = embed([plain[i] for i in checkable] + list(passages))
+        semantic = np.zeros((len(spans), len(passages)), dtype=np.float32)
+        semantic[checkable] = np.clip(vectors[: len(checkable)] @ vectors[len(checkable) :].T, 0.0, 1.0)
+    claims: list[ClaimCheck] = []
+    supports: dict[tuple[int, int], float] = {}  # (claim index, passage number) -> support
+    for index, (text, start, end) in enumerate(spans):
+        cited = [int(n) for n in _CITATION.findall(text)]
+        if index not in checkable:
+            claims.append(ClaimCheck(text, start, end, "skipped", cited=cited))
+            continue
+        if not passages:
+            claims.append(ClaimCheck(text, start, end, "unsupported", cited=cited, reasons=["no passages"]))
+            continue
+        scored = []
+        for p, passage in enumerate(passages):
+            support, reasons = _support(plain[index], passage, None if semantic is None else float(semantic[index, p]))
+            supports[index, p + 1] = support
+            scored.append((support, p + 1, reasons))
+        support, best, reasons = max(scored, key=lambda item: item[0])
+        verdict: Verdict = "supported" if support >= threshold else "unsupported"
+        claims.append(ClaimCheck(text, start, end, verdict, round(support, 3), best, cited, reasons))
+    new_answer = _apply(answer, claims, supports, len(passages), threshold, policy)
+    return InformReport(claims, new_answer, policy, new_answer != answer)
+
+
+def _repair_citations(
+    claim: ClaimCheck, index: int, supports: dict[tuple[int, int], float], count: int, threshold: float
+) -> str:
+    def fix(match: re.Match[str]) -> str:
+        cited = int(match.group(1))
+        if 1 <= cited <= count and supports.get((index, cited), 0.0) >= threshold:
+            return match.group(0)
+        if claim.verdict == "supported" and claim.best_passage is not None:
+            return f" [{claim.best_passage}]"
+        return ""
+
+    text = _CITATION.sub(fix, claim.text)
+    # Two citations repaired to the same passage collapse into one.
+    return re.sub(r"(\s?\[(\d+)\])(?:\s?\[\2\])+", r"\1", text)
+
+
+def _apply(
+    answer: str,
+    claims: list[ClaimCheck],
+    supports: dict[tuple[int, int], float],
+    count: int,
+    threshold: float,
+    policy: Policy,
+) -> str:
+    unsupported = [claim for claim in claims if claim.verdict == "unsupported"]
+    if policy == "refuse" and unsupported:
+        return ""  # the caller words the refusal with the passages it has
+    pieces, cursor = [], 0
+    for index, claim in enumerate(claims):
+        pieces.append(answer[cursor : claim.start])
+        cursor = claim.end
+        if claim.verdict == "skipped":
+            pieces.append(claim.text)
+            continue
+        text = _repair_citations(claim, index, supports, count, threshold)
+        if claim.verdict == "unsupported":
+            if policy == "drop":
+                continue
+            body = text.rstrip()
+            end = len(body.rstrip(".!?。"))
+            text = body[:end] + " (unverified)" + body[end:]
+        pieces.append(text)
+    pieces.append(answer[cursor:])
+    return re.sub(r"[ \t]{2,}", " ", "".join(pieces)).strip()

@@ -1,0 +1,79 @@
+import pytest
+
+from knowledge.embedder import HashEmbedder
+from knowledge.inform import check_claims, lexical_overlap, specifics_agreement, split_claims
+
+PASSAGES = [
+    "The espresso machine needs about 25 seconds to heat up; it is ready when the green light stops blinking.",
+    "All grinders carry a two-year warranty from the date of purchase at Brewtown.",
+    "물통 용량은 1.8리터이며 분리해서 세척할 수 있습니다.",
+]
+embed = HashEmbedder(256).embed
+
+
+def test_split_claims_keeps_offsets() -> None:
+    answer = "First claim here. Second one!\nThird line without stop"
+    claims = split_claims(answer)
+    assert [text for text, _, _ in claims] == ["First claim here.", "Second one!", "Third line without stop"]
+    assert all(answer[start:end] == text for text, start, end in claims)
+
+
+def test_supported_claims_keep_correct_citations() -> None:
+    report = check_claims("The machine heats up in about 25 seconds [1].", PASSAGES, embed)
+    assert [c.verdict for c in report.claims] == ["supported"]
+    assert report.claims[0].best_passage == 1
+    assert report.answer == "The machine heats up in about 25 seconds [1]." and not report.changed
+
+
+def test_wrong_and_missing_citations_are_repaired() -> None:
+    report = check_claims(
+        "Grinders have a two-year warranty from purchase [1]. The machine heats up in 25 seconds [9].",
+        PASSAGES,
+        embed,
+    )
+    assert report.answer == (
+        "Grinders have a two-year warranty from purchase [2]. The machine heats up in 25 seconds [1]."
+    )
+
+
+def test_a_number_no_passage_states_is_unsupported() -> None:
+    report = check_claims("The machine heats up in about 90 seconds [1].", PASSAGES, embed)
+    claim = report.claims[0]
+    assert claim.verdict == "unsupported"
+    assert "number 90 not in the passage" in claim.reasons
+    assert report.answer == "The machine heats up in about 90 seconds (unverified)."
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("annotate", "Grinders carry a two-year warranty [2]. Napoleon invented the grinder in Paris (unverified)."),
+        ("drop", "Grinders carry a two-year warranty [2]."),
+        ("refuse", ""),
+    ],
+)
+def test_policies(policy: str, expected: str) -> None:
+    answer = "Grinders carry a two-year warranty [2]. Napoleon invented the grinder in Paris."
+    assert check_claims(answer, PASSAGES, embed, policy=policy).answer == expected  # type: ignore[arg-type]
+
+
+def test_korean_claims_overlap_by_character_bigrams() -> None:
+    report = check_claims("물통 용량은 1.8리터입니다 [3].", PASSAGES, embed)
+    assert report.claims[0].verdict == "supported"
+    assert lexical_overlap("물통 용량은 1.8리터입니다", PASSAGES[2]) > 0.6
+
+
+def test_abstentions_and_fragments_are_not_checked() -> None:
+    report = check_claims("I could not find that in the knowledge base. Sorry!", PASSAGES, embed)
+    assert [c.verdict for c in report.claims] == ["skipped", "skipped"]
+    assert report.answer == "I could not find that in the knowledge base. Sorry!"
+
+
+def test_without_passages_every_claim_is_unsupported() -> None:
+    report = check_claims("The warranty lasts two years.", [], embed, policy="drop")
+    assert report.unsupported and report.answer == ""
+
+
+def test_specifics() -> None:
+    assert specifics_agreement("It costs 25 euros at Brewtown.", PASSAGES[1])[1] == ["number 25 not in the passage"]
+    assert specifics_agreement("no specifics here", PASSAGES[0]) == (1.0, [])
