@@ -23,7 +23,7 @@ from knowledge import catalog
 from knowledge.chunking import Chunk, chunk_document
 from knowledge.config import KnowledgeConfig
 from knowledge.embedder import Embedder, SentenceTransformerEmbedder
-from knowledge.fusion import reciprocal_rank_fusion
+from knowledge.fusion import convex_combination, reciprocal_rank_fusion
 from knowledge.injection import MAX_INJECTION_SHARE, scan
 from knowledge.lexical import LexicalIndex
 from knowledge.loaders import (
@@ -306,8 +306,10 @@ class KnowledgeBase:
             )
         return passages
 
-    def rank(self, query: str, candidates: int, mode: SearchMode = "hybrid") -> list[tuple[int, float]]:
-        """(chunk rowid, score) best first, from one retriever or both fused."""
+    def rank(
+        self, query: str, candidates: int, mode: SearchMode = "hybrid", query_vector: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk rowid, score) best first, from one retriever or both fused; pass `query_vector` if known."""
         if not query.strip():
             raise KnowledgeError("Expected a non-empty query.")
         lexical = [] if mode == "dense" else self.lexical.search(query, candidates)
@@ -316,11 +318,14 @@ class KnowledgeBase:
         weight = 1.0 if mode == "dense" else self.config.hybrid_weight
         dense: list[tuple[int, float]] = []
         if weight > 0.0:
-            hits = self.vectors.query(self.embedder.embed([query])[0], candidates)
+            vector = self.embedder.embed([query])[0] if query_vector is None else query_vector
+            hits = self.vectors.query(vector, candidates)
             rowids = catalog.rowids_of(self.db, [i for i, _ in hits])
             dense = [(rowids[i], s) for i, s in hits if i in rowids]
         if mode == "dense":
             return dense
-        return reciprocal_rank_fusion(
-            [r for r, _ in dense], [r for r, _ in lexical], weight, self.config.rrf_k
-        )
+        if self.config.fusion == "rrf":
+            return reciprocal_rank_fusion(
+                [r for r, _ in dense], [r for r, _ in lexical], weight, self.config.rrf_k
+            )
+        return convex_combination(dense, lexical, weight)

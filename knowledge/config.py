@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class KnowledgeConfig:
     hybrid_weight: float = 0.3
     """Weight of the dense ranking in the fusion, 0 (lexical only) to 1 (dense only)."""
 
+    fusion: Literal["convex", "rrf"] = "convex"
+    """How the two rankings are fused: a convex combination of cosine and normalised BM25 scores, or
+    weighted reciprocal rank fusion."""
+
     rrf_k: int = 60
     """Rank offset of reciprocal rank fusion: larger values flatten the difference between ranks."""
 
@@ -44,6 +49,8 @@ class KnowledgeConfig:
             )
         if not 0.0 <= self.hybrid_weight <= 1.0:
             raise ValueError(f"`hybrid_weight` must be between 0 and 1, got {self.hybrid_weight}.")
+        if self.fusion not in ("convex", "rrf"):
+            raise ValueError(f"`fusion` must be 'convex' or 'rrf', got {self.fusion!r}.")
         if self.rrf_k < 1:
             raise ValueError(f"`rrf_k` must be at least 1, got {self.rrf_k}.")
         if self.max_document_mb <= 0:
