@@ -14,7 +14,7 @@ from itertools import groupby
 from knowledge.loaders import Block, Document
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
-SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n")
+SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def _units(text: str, block: Block, budget: int) -> list[_Unit]:
     """Sentences of a block; a sentence over the budget is cut into runs of `budget` tokens."""
     units = []
     cursor = block.start
-    bounds = [m.start() + block.start for m in SENTENCE_END.finditer(text, block.start, block.end)]
+    bounds = [m.start() for m in SENTENCE_END.finditer(text, block.start, block.end)]
     for stop in [*bounds, block.end]:
         span = text[cursor:stop]
         stripped = span.strip()
