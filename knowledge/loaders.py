@@ -13,6 +13,7 @@ import io
 import json
 import re
 import unicodedata
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,18 +108,19 @@ class _Builder:
 
 
 def decode_text(data: bytes) -> str:
-    """Decode bytes by their content: BOM, then UTF-8, UTF-16 without BOM, cp949/EUC-KR, then a detector."""
+    """Decode bytes by their content: BOM, UTF-16 without BOM, UTF-8, cp949/EUC-KR, then a detector."""
     if data.startswith(b"\xef\xbb\xbf"):
         return _checked(data[3:].decode("utf-8", errors="replace"))
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return _checked(data.decode("utf-16"))
+    # Before UTF-8: ASCII text in UTF-16 is also valid UTF-8, full of NUL characters.
+    utf16 = _utf16_without_bom(data)
+    if utf16 is not None:
+        return _checked(utf16)
     try:
         return _checked(data.decode("utf-8"))
     except UnicodeDecodeError:
         pass
-    utf16 = _utf16_without_bom(data)
-    if utf16 is not None:
-        return _checked(utf16)
     try:
         korean = data.decode("cp949")
     except UnicodeDecodeError:
@@ -263,15 +265,15 @@ def load_docx(data: bytes, path: Path, source: str, digest: str) -> Document:
 
     try:
         document = docx.Document(io.BytesIO(data))
-    except (PackageNotFoundError, ValueError, KeyError, OSError) as exc:
+    except (PackageNotFoundError, zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
         raise LoadError(f"not a readable .docx ({type(exc).__name__}: {exc})") from None
     builder = _Builder()
     title = document.core_properties.title or ""
     for paragraph in document.paragraphs:
         style = paragraph.style.name if paragraph.style is not None else ""
         level = _docx_heading_level(style or "")
-        if level:
-            title = title or (paragraph.text.strip() if level == 1 else "")
+        if level is not None:
+            title = title or (paragraph.text.strip() if level <= 1 else "")
             builder.heading(level, paragraph.text)
         else:
             builder.paragraph(paragraph.text)
@@ -281,11 +283,12 @@ def load_docx(data: bytes, path: Path, source: str, digest: str) -> Document:
     return builder.build(source, title or path.stem, digest, "docx")
 
 
-def _docx_heading_level(style: str) -> int:
+def _docx_heading_level(style: str) -> int | None:
+    """0 for the Title style (above every heading), N for `Heading N`, None for body text."""
     if style == "Title":
-        return 1
+        return 0
     match = re.fullmatch(r"Heading (\d)", style)
-    return int(match.group(1)) if match else 0
+    return int(match.group(1)) if match else None
 
 
 def load_csv(data: bytes, path: Path, source: str, digest: str) -> Document:
