@@ -152,7 +152,8 @@ class KnowledgeBase:
         except LoadError as exc:
             return FileResult(name, "failed", reason=str(exc)), None
         except Exception as exc:  # a parser library failing on a malformed file must not stop the batch
-            return FileResult(name, "failed", reason=f"could not be parsed ({type(exc).__name__}: {exc})"), None
+            reason = f"could not be parsed ({type(exc).__name__}: {exc})"
+            return FileResult(name, "failed", reason=reason), None
         return self._prepare_document(document, name)
 
     def _prepare_document(

@@ -53,7 +53,8 @@ def consistency(kb: KnowledgeBase) -> dict[str, object]:
         "lexical_mismatch": sorted(chunk_rowids ^ lexical_rowids),
         "pending": [s for (s,) in kb.db.execute("SELECT source FROM pending")],
         "chunk_counts_match": all(
-            n == c for n, c in kb.db.execute(
+            n == c
+            for n, c in kb.db.execute(
                 "SELECT d.chunks, (SELECT count(*) FROM chunks c WHERE c.source = d.source) FROM documents d"
             )
         ),

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from knowledge.chunking import chunk_document, count_tokens
@@ -16,7 +18,9 @@ def build(sections: dict[str, list[str]]):  # type: ignore[no-untyped-def]
 
 
 SENTENCES = [f"Sentence number {i} talks about topic {i % 3} in some detail." for i in range(30)]
-DOC = build({"Alpha": [" ".join(SENTENCES[:12]), " ".join(SENTENCES[12:20])], "Beta": [" ".join(SENTENCES[20:])]})
+DOC = build(
+    {"Alpha": [" ".join(SENTENCES[:12]), " ".join(SENTENCES[12:20])], "Beta": [" ".join(SENTENCES[20:])]}
+)
 
 
 @pytest.mark.parametrize(("budget", "overlap"), [(16, 0), (30, 8), (60, 12), (400, 20)])
@@ -35,13 +39,13 @@ def test_chunks_cite_exact_offsets_within_budget_and_section(budget: int, overla
 def test_consecutive_chunks_of_a_section_overlap() -> None:
     chunks = [c for c in chunk_document(DOC, 40, 15) if c.section == "Alpha"]
     assert len(chunks) > 2
-    for previous, following in zip(chunks, chunks[1:], strict=False):
+    for previous, following in pairwise(chunks):
         assert following.start < previous.end  # the next chunk repeats the end of the one before
 
 
 def test_without_overlap_chunks_do_not_overlap() -> None:
     chunks = chunk_document(DOC, 40, 0)
-    for previous, following in zip(chunks, chunks[1:], strict=False):
+    for previous, following in pairwise(chunks):
         assert following.start >= previous.end
 
 

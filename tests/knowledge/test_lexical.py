@@ -23,7 +23,8 @@ def index() -> LexicalIndex:
 
 
 @pytest.mark.parametrize(
-    ("word", "stem"), [("서울에서는", "서울"), ("한강이", "한강"), ("도시로", "도시"), ("이", "이"), ("나라", "나라")]
+    ("word", "stem"),
+    [("서울에서는", "서울"), ("한강이", "한강"), ("도시로", "도시"), ("이", "이"), ("나라", "나라")],
 )
 def test_strip_particle(word: str, stem: str) -> None:
     assert strip_particle(word) == stem
