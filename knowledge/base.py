@@ -239,8 +239,10 @@ class KnowledgeBase:
     def remove(self, source: str) -> int:
         """Remove a source (its exact name, or a path to it) from both indexes; returns its chunk count."""
         with self._lock:
-            self.recover()
+            finished = self.recover()
             known = catalog.document(self.db, source) or catalog.document(self.db, source_of(Path(source)))
+            if known is None and {source, source_of(Path(source))} & set(finished):
+                return 0  # an interrupted removal of this source, completed just now
             if known is None:
                 raise KnowledgeError(
                     f"No source named {source!r} in the knowledge base. "
@@ -259,8 +261,10 @@ class KnowledgeBase:
             self.recover()
             return known.chunks
 
-    def recover(self) -> int:
-        """Finish interrupted writes: Chroma gets exactly the catalog's chunks of each journaled source."""
+    def recover(self) -> list[str]:
+        """Finish interrupted writes: Chroma gets exactly the catalog's chunks of each journaled source.
+
+        Returns the sources that were finished."""
         pending = [str(s) for (s,) in self.db.execute("SELECT source FROM pending")]
         for source in pending:
             wanted = {i for _, i in catalog.chunk_keys(self.db, source)}
@@ -268,7 +272,7 @@ class KnowledgeBase:
             self.db.execute("DELETE FROM pending WHERE source = ?", (source,))
         if pending:
             self.lexical.invalidate()
-        return len(pending)
+        return pending
 
     # --- reading -------------------------------------------------------------------------------------------
 

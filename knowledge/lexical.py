@@ -3,7 +3,8 @@
 Korean words glue particles and endings to their stems (서울에서, 서울의), so whole-word matching misses.
 Two fields carry the text instead:
 - `c:` character bigrams of the text with whitespace removed, for every bigram that holds a non-ASCII letter
-  (Hangul, CJK and other scripts): they match stems whatever is glued to them and across spacing variants;
+  (Hangul, CJK and other scripts) or a digit: they match stems whatever is glued to them, across spacing
+  variants, and numbers inside dates and counts (1989년);
 - `w:` words: Latin words lowercased, and non-Latin words with a common Korean particle stripped.
 Each field has its own length normalisation; a term's BM25 weight is multiplied by its field's weight.
 """
@@ -21,9 +22,9 @@ import numpy as np
 
 WORD = re.compile(r"\w+")
 WHITESPACE = re.compile(r"\s+")
-FIELD_WEIGHTS = {"c": 1.0, "w": 0.5}
+FIELD_WEIGHTS = {"c": 1.0, "w": 0.7}
 BM25_K1 = 0.9
-BM25_B = 0.4
+BM25_B = 0.6
 # Longest first, so 에서는 goes before 는; a particle is stripped only when a stem of 2+ characters remains.
 KOREAN_PARTICLES = tuple(
     sorted(
@@ -93,7 +94,7 @@ def lexical_terms(text: str) -> Counter[str]:
     dense = WHITESPACE.sub("", text)
     for i in range(len(dense) - 1):
         pair = dense[i : i + 2]
-        if not pair.isascii() and any(c.isalpha() and not c.isascii() for c in pair):
+        if any(c.isdigit() or (c.isalpha() and not c.isascii()) for c in pair):
             terms["c:" + pair] += 1
     return terms
 

@@ -35,6 +35,7 @@ def test_terms_are_bigrams_for_korean_and_words_for_latin() -> None:
     assert terms["w:tea"] == 1 and terms["w:서울"] == 1
     assert {"c:서울", "c:울에", "c:에서"} <= set(terms)
     assert not any(t.startswith("c:") and t[2:].isascii() for t in terms)
+    assert "c:19" in lexical_terms("in 1989") and "c:in" not in lexical_terms("in 1989")
 
 
 @pytest.mark.parametrize(
