@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot import __version__
+from bot.commands.knowledge import eval_retrieval, kb_app
 from bot.config import Settings, describe_settings, load_settings
 from bot.errors import DomainbotError
 
@@ -34,6 +35,8 @@ app.add_typer(config_app, name="config")
 eval_app = typer.Typer(help="Evaluate retrieval, guardrails and models on data sets.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(eval_app, name="eval")
+app.add_typer(kb_app, name="kb")
+eval_app.command("retrieval")(eval_retrieval)
 
 err_console = Console(stderr=True)
 

@@ -84,6 +84,31 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="Log level.")
 
+    # --- knowledge base -------------------------------------------------------------------------------------
+    embedder_path: Path | None = Field(
+        None,
+        description="Local sentence-transformers model folder for the knowledge base (default: the shipped "
+        "all-MiniLM-L6-v2).",
+    )
+    chunk_tokens: int = Field(
+        200, ge=16, le=4096, description="Most tokens (words and punctuation marks) in one passage."
+    )
+    chunk_overlap: int = Field(
+        30, ge=0, le=2048, description="Tokens a passage repeats from the previous one of the same section."
+    )
+    hybrid_weight: float = Field(
+        0.3, ge=0.0, le=1.0, description="Weight of dense search in hybrid search: 0 lexical, 1 dense only."
+    )
+    hybrid_fusion: Literal["convex", "rrf"] = Field(
+        "convex",
+        description="How dense and lexical results are fused: 'convex' (cosine + normalised BM25) or 'rrf' "
+        "(reciprocal rank fusion).",
+    )
+    max_document_mb: float = Field(
+        20.0, gt=0, description="Largest document file, in MB, that the knowledge base accepts."
+    )
+    # --- end of knowledge base ------------------------------------------------------------------------------
+
     telegram_bot_token: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN"),

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from knowledge.lexical import LexicalIndex, lexical_terms, strip_particle
+
+TEXTS = {
+    1: "서울은 대한민국의 수도이다. 한강이 서울을 가로질러 흐른다.",
+    2: "부산은 대한민국 제2의 도시로, 큰 항구가 있다.",
+    3: "Green tea is steeped at 80 degrees for two minutes.",
+    4: "Black tea is steeped at 95 degrees; black tea is oxidised.",
+}
+
+
+@pytest.fixture
+def index() -> LexicalIndex:
+    lexical = LexicalIndex(sqlite3.connect(":memory:"))
+    lexical.add(list(TEXTS), list(TEXTS.values()))
+    return lexical
+
+
+@pytest.mark.parametrize(
+    ("word", "stem"),
+    [("서울에서는", "서울"), ("한강이", "한강"), ("도시로", "도시"), ("이", "이"), ("나라", "나라")],
+)
+def test_strip_particle(word: str, stem: str) -> None:
+    assert strip_particle(word) == stem
+
+
+def test_terms_are_bigrams_for_korean_and_words_for_latin() -> None:
+    terms = lexical_terms("Tea 서울에서")
+    assert terms["w:tea"] == 1 and terms["w:서울"] == 1
+    assert {"c:서울", "c:울에", "c:에서"} <= set(terms)
+    assert not any(t.startswith("c:") and t[2:].isascii() for t in terms)
+    assert "c:19" in lexical_terms("in 1989") and "c:in" not in lexical_terms("in 1989")
+
+
+@pytest.mark.parametrize(
+    ("query", "best"),
+    [
+        ("대한민국의 수도는 어디인가?", 1),  # particles differ from the text (수도이다 vs 수도는)
+        ("항구 도시", 2),
+        ("how long is green tea steeped", 3),
+        ("black tea", 4),
+    ],
+)
+def test_bm25_ranks_the_matching_text_first(index: LexicalIndex, query: str, best: int) -> None:
+    assert index.search(query, 2)[0][0] == best
+
+
+def test_unknown_terms_find_nothing(index: LexicalIndex) -> None:
+    assert index.search("zzzz qqqq", 5) == []
+
+
+def test_index_persists_and_removal_is_seen(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "lex.sqlite", isolation_level=None)
+    LexicalIndex(db).add(list(TEXTS), list(TEXTS.values()))
+    db.close()
+    reopened = LexicalIndex(sqlite3.connect(tmp_path / "lex.sqlite", isolation_level=None))
+    assert reopened.search("black tea", 1)[0][0] == 4
+    reopened.remove([4])
+    assert 4 not in [key for key, _ in reopened.search("black tea", 4)]
