@@ -82,6 +82,11 @@ def config_show(
     Console().print(table)
 
 
+from bot.commands.guardrails import eval_guardrails, guard_app  # noqa: E402
+app.add_typer(guard_app, name="guard")
+eval_app.command("guardrails")(eval_guardrails)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 1 (`--debug` for the trace)."""
     args = sys.argv[1:] if argv is None else argv

@@ -97,6 +97,10 @@ class HarmfulConfig(_Strict):
     exemplars: str = Field("exemplars/harmful.yaml", description="Harmful exemplars by category.")
     benign: str = Field("exemplars/benign.yaml", description="Harmless look-alike exemplars.")
     neighbours: int = Field(2, ge=1, le=10, description="Similarity = mean of this many nearest exemplars.")
+    classifier_languages: list[Literal["en", "ko"]] = Field(
+        default_factory=lambda: ["en"],
+        description="Languages the embedder separates well; texts in other languages are judged by rules only.",
+    )
 
     @field_validator("intent")
     @classmethod

@@ -102,7 +102,8 @@ class Guardrails:
             blocking += self._new_in_conversation(earlier, text, rails, {f.rule for f in blocking})
 
         vector = self._embed(masked) if ("harmful" in rails or self.topical.active) and self.embedder else None
-        if vector is not None and "harmful" in rails and not blocking:
+        classify = lang in self.policy.harmful.classifier_languages
+        if vector is not None and "harmful" in rails and classify and not blocking:
             found = self.harmful.classify(vector)
             if found and (
                 any(self.harmful.has_intent(r.text) for r in readings)

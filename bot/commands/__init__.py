@@ -1,0 +1,1 @@
+"""Command groups of the `domainbot` CLI, one module per area."""
