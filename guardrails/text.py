@@ -17,7 +17,6 @@ from dataclasses import dataclass
 CUT_MARKER = "\n[…]\n"
 _KEEP_CONTROLS = {"\n", "\t"}
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
-_LEET_TOKEN = re.compile(r"\S*[a-z]\S*")
 _SPACED_LETTERS = re.compile(r"\b(?:[a-z][ .\-_*]){2,}[a-z]\b")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?:\b|0x)((?:[0-9a-f]{2}[\s:,]?){8,})", re.IGNORECASE)
@@ -84,7 +83,7 @@ def variants(raw: str) -> list[Variant]:
             seen.add(text)
             found.append(Variant(how, text))
 
-    add("leet", _LEET_TOKEN.sub(_deleet_token, folded))
+    add("leet", " ".join(_deleet_token(token) for token in folded.split(" ")))
     add("spaced", _SPACED_LETTERS.sub(_join_letters, folded))
     # "make a b o m b": the article is swallowed by the run, so also read the run without its first letter.
     add("spaced", _SPACED_LETTERS.sub(lambda m: m.group(0)[:2] + _join_letters_text(m.group(0)[2:]), folded))
@@ -107,8 +106,10 @@ def _join_letters(match: re.Match[str]) -> str:
     return _join_letters_text(match.group(0))
 
 
-def _deleet_token(match: re.Match[str]) -> str:
-    token = match.group(0)
+def _deleet_token(token: str) -> str:
+    """Only tokens mixing letters with look-alike digits or symbols: "b0mb" is read, "2024" is not."""
+    if not any("a" <= ch <= "z" for ch in token):
+        return token
     return token.translate(_LEET) if any(ch in "013457@$!" for ch in token.rstrip("!.?,")) else token
 
 
