@@ -1,9 +1,9 @@
 """Guardrails: policy, detectors, and the input and output rails.
 
-    guard = Guardrails.load(embedder=SentenceTransformerEmbedder())
-    verdict = guard.check_input([{"role": "user", "content": "..."}])
-    if not verdict.allowed: reply(verdict.message)
-    else: pass verdict.masked_text on
+guard = Guardrails.load(embedder=SentenceTransformerEmbedder())
+verdict = guard.check_input([{"role": "user", "content": "..."}])
+if not verdict.allowed: reply(verdict.message)
+else: pass verdict.masked_text on
 """
 
 from guardrails.policy import DEFAULT_POLICY_PATH, Policy, PolicyError, load_policy

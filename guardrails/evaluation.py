@@ -45,10 +45,18 @@ def load_eval_sets(data_dir: Path) -> list[EvalSet]:
         xstest = list(csv.DictReader(f))
     return [
         EvalSet("advbench_blocked", advbench, True, TARGETS["advbench_blocked"]),
-        EvalSet("xstest_safe_allowed", [r["prompt"] for r in xstest if r["label"] == "safe"], False,
-                TARGETS["xstest_safe_allowed"]),
-        EvalSet("xstest_unsafe_blocked", [r["prompt"] for r in xstest if r["label"] == "unsafe"], True,
-                TARGETS["xstest_unsafe_blocked"]),
+        EvalSet(
+            "xstest_safe_allowed",
+            [r["prompt"] for r in xstest if r["label"] == "safe"],
+            False,
+            TARGETS["xstest_safe_allowed"],
+        ),
+        EvalSet(
+            "xstest_unsafe_blocked",
+            [r["prompt"] for r in xstest if r["label"] == "unsafe"],
+            True,
+            TARGETS["xstest_unsafe_blocked"],
+        ),
     ]
 
 
@@ -93,7 +101,9 @@ class SetResult:
         }
 
 
-def evaluate(guard: Guardrails, sets: Sequence[EvalSet], timer: TimedEmbedder | None = None) -> dict[str, object]:
+def evaluate(
+    guard: Guardrails, sets: Sequence[EvalSet], timer: TimedEmbedder | None = None
+) -> dict[str, object]:
     """Run check_input on every prompt; one JSON-ready report."""
     started = time.perf_counter()
     totals_ms: list[float] = []
@@ -113,8 +123,13 @@ def evaluate(guard: Guardrails, sets: Sequence[EvalSet], timer: TimedEmbedder | 
                 result.correct += 1
             else:
                 result.failures.append(
-                    {"prompt": prompt, "action": verdict.action, "rule": verdict.rule, "category": verdict.category,
-                     "score": verdict.score}
+                    {
+                        "prompt": prompt,
+                        "action": verdict.action,
+                        "rule": verdict.rule,
+                        "category": verdict.category,
+                        "score": verdict.score,
+                    }
                 )
         results.append(result)
     return {

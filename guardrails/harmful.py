@@ -81,9 +81,9 @@ class HarmfulDetector:
         for index, name in enumerate(self.categories):
             category: Category = self.config.categories[name]
             score = _top_mean(sims[self._labels == index], k)
-            if score >= category.threshold and score - benign >= category.margin:
-                if best is None or score > best.score:
-                    best = Finding(rail="harmful", rule=f"{name}.exemplars", category=name, score=round(score, 4))
+            close_enough = score >= category.threshold and score - benign >= category.margin
+            if close_enough and (best is None or score > best.score):
+                best = Finding(rail="harmful", rule=f"{name}.exemplars", category=name, score=round(score, 4))
         return best
 
     def nearest(self, vector: np.ndarray) -> tuple[str | None, float, float]:

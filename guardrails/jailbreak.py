@@ -2,7 +2,7 @@
 
 The rules run over the recent user turns joined together and over every decoded reading of them (see
 `guardrails.text.variants`), so a payload split across turns or hidden in base64, hex or leetspeak is read
-as a whole. Fragments in quotes or assigned to variables are also joined in order, for "a='how to' b=..." games.
+as a whole. Fragments in quotes or assigned to variables are also joined in order ("a='how to' b=...").
 """
 
 from __future__ import annotations

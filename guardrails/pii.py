@@ -33,7 +33,9 @@ _SECRETS = {
     "github_token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b"),
     "openai_key": re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b"),
     "slack_token": re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
-    "private_key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
+    "private_key": re.compile(
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"
+    ),
 }
 _RRN = re.compile(r"(?<!\d)(\d{2})(\d{2})(\d{2})\s?-?\s?([1-8])(\d{6})(?!\d)")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
@@ -89,16 +91,16 @@ def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
 
-def _matches(pattern: re.Pattern[str], text: str, keep: Callable[[str], bool] = lambda _: True) -> Iterable[
-    tuple[int, int]
-]:
+def _matches(
+    pattern: re.Pattern[str], text: str, keep: Callable[[str], bool] = lambda _: True
+) -> Iterable[tuple[int, int]]:
     for match in pattern.finditer(text):
         if keep(match.group(0)):
             yield match.start(), match.end()
 
 
 def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
-    """Non-overlapping spans, earlier kinds in this order winning: secret, email, rrn, card, iban, ip, phone."""
+    """Non-overlapping spans; on overlap the earlier kind wins: secret, email, rrn, card, iban, ip, phone."""
     wanted = set(kinds)
     candidates: list[Span] = []
     if "secret" in wanted:
@@ -107,7 +109,9 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
     if "email" in wanted:
         candidates += [Span("email", "email", s, e) for s, e in _matches(_EMAIL, text)]
     if "rrn" in wanted:
-        candidates += [Span("rrn", "rrn_checksum", s, e) for s, e in _matches(_RRN, text, lambda t: rrn_ok(_digits(t)))]
+        candidates += [
+            Span("rrn", "rrn_checksum", s, e) for s, e in _matches(_RRN, text, lambda t: rrn_ok(_digits(t)))
+        ]
     if "card" in wanted:
         card_ok = lambda t: 13 <= len(_digits(t)) <= 19 and luhn_ok(_digits(t))  # noqa: E731
         candidates += [Span("card", "card_luhn", s, e) for s, e in _matches(_CARD, text, card_ok)]
@@ -115,7 +119,9 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
         candidates += [Span("iban", "iban_mod97", s, e) for s, e in _matches(_IBAN, text, iban_ok)]
     if "ip" in wanted:
         candidates += [Span("ip", "ipv4", s, e) for s, e in _matches(_IPV4, text, _ip_ok)]
-        candidates += [Span("ip", "ipv6", s, e) for s, e in _matches(_IPV6, text, lambda t: ":" in t and _ip_ok(t))]
+        candidates += [
+            Span("ip", "ipv6", s, e) for s, e in _matches(_IPV6, text, lambda t: ":" in t and _ip_ok(t))
+        ]
     if "phone" in wanted:
         for name, pattern in _PHONES.items():
             phone_ok = lambda t: 9 <= len(_digits(t)) <= 15  # noqa: E731

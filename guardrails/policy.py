@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
 _TERM = re.compile(r"<<(\w+)>>")
@@ -20,6 +28,22 @@ _TERM = re.compile(r"<<(\w+)>>")
 InputRail = Literal["pii", "jailbreak", "harmful", "topical"]
 OutputRail = Literal["pii", "harmful"]
 PiiKind = Literal["email", "phone", "card", "rrn", "ip", "iban", "secret"]
+
+
+def _english_only() -> list[Literal["en", "ko"]]:
+    return ["en"]
+
+
+def _all_pii_kinds() -> list[PiiKind]:
+    return ["email", "phone", "card", "rrn", "ip", "iban", "secret"]
+
+
+def _all_input_rails() -> list[InputRail]:
+    return ["pii", "jailbreak", "harmful", "topical"]
+
+
+def _all_output_rails() -> list[OutputRail]:
+    return ["harmful", "pii"]
 
 
 class PolicyError(ValueError):
@@ -86,20 +110,26 @@ class Category(_Strict):
 
     description: str
     threshold: Fraction = Field(description="Blocked when the nearest harmful exemplars are this similar...")
-    margin: Fraction = Field(0.05, description="...and at least this much more similar than the benign ones.")
+    margin: Fraction = Field(
+        default=0.05, description="...and at least this much more similar than the benign ones."
+    )
     rules: list[Rule] = Field(default_factory=list)
-    message: Messages | None = Field(None, description="Refusal for this category; default `messages.refusal`.")
+    message: Messages | None = Field(
+        None, description="Refusal for this category; default `messages.refusal`."
+    )
 
 
 class HarmfulConfig(_Strict):
     intent: list[str] = Field(min_length=1, description="Patterns that mark a request (how to, write, ...).")
     categories: dict[str, Category] = Field(min_length=1)
-    exemplars: str = Field("exemplars/harmful.yaml", description="Harmful exemplars by category.")
-    benign: str = Field("exemplars/benign.yaml", description="Harmless look-alike exemplars.")
-    neighbours: int = Field(2, ge=1, le=10, description="Similarity = mean of this many nearest exemplars.")
+    exemplars: str = Field(default="exemplars/harmful.yaml", description="Harmful exemplars by category.")
+    benign: str = Field(default="exemplars/benign.yaml", description="Harmless look-alike exemplars.")
+    neighbours: int = Field(
+        default=2, ge=1, le=10, description="Similarity = mean of this many nearest exemplars."
+    )
     classifier_languages: list[Literal["en", "ko"]] = Field(
-        default_factory=lambda: ["en"],
-        description="Languages the embedder separates well; texts in other languages are judged by rules only.",
+        default_factory=_english_only,
+        description="Languages the embedder separates well; other languages are judged by rules only.",
     )
 
     @field_validator("intent")
@@ -115,30 +145,32 @@ class HarmfulConfig(_Strict):
 
 class JailbreakConfig(_Strict):
     rules: list[Rule] = Field(min_length=1)
-    history_turns: int = Field(4, ge=1, le=20, description="Recent user turns checked together.")
+    history_turns: int = Field(default=4, ge=1, le=20, description="Recent user turns checked together.")
 
 
 class PiiConfig(_Strict):
-    kinds: list[PiiKind] = Field(default_factory=lambda: ["email", "phone", "card", "rrn", "ip", "iban", "secret"])
-    mask: str = Field("[{kind}]", description="Replacement; `{kind}` becomes EMAIL, PHONE, ...")
+    kinds: list[PiiKind] = Field(default_factory=_all_pii_kinds)
+    mask: str = Field(default="[{kind}]", description="Replacement; `{kind}` becomes EMAIL, PHONE, ...")
 
 
 class TopicalConfig(_Strict):
     mode: Literal["allow", "warn", "redirect"] = "allow"
     domain: str = ""
     examples: list[str] = Field(default_factory=list, description="Questions that are in scope.")
-    threshold: Fraction = Field(0.3, description="Off-topic below this similarity to every example.")
+    threshold: Fraction = Field(default=0.3, description="Off-topic below this similarity to every example.")
     message: Messages
 
 
 class Limits(_Strict):
-    max_chars: int = Field(8000, ge=100, description="Longer texts are cut to this many characters.")
-    embed_chars: int = Field(1000, ge=50, description="Characters of a message given to the embedder.")
+    max_chars: int = Field(default=8000, ge=100, description="Longer texts are cut to this many characters.")
+    embed_chars: int = Field(
+        default=1000, ge=50, description="Characters of a message given to the embedder."
+    )
 
 
 class Rails(_Strict):
-    input: list[InputRail] = Field(default_factory=lambda: ["pii", "jailbreak", "harmful", "topical"])
-    output: list[OutputRail] = Field(default_factory=lambda: ["harmful", "pii"])
+    input: list[InputRail] = Field(default_factory=_all_input_rails)
+    output: list[OutputRail] = Field(default_factory=_all_output_rails)
 
 
 class PolicyMessages(_Strict):
@@ -169,7 +201,10 @@ class Policy(_Strict):
         if not isinstance(data, dict) or not isinstance(data.get("terms", {}), dict):
             return data
         # Terms are written over several lines for reading; the line breaks are not part of the pattern.
-        terms = {str(k): "".join(line.strip() for line in str(v).splitlines()) for k, v in data["terms"].items()}
+        terms = {
+            str(k): "".join(line.strip() for line in str(v).splitlines())
+            for k, v in (data.get("terms") or {}).items()
+        }
         return {**_substitute(data, terms, ""), "terms": terms}
 
     def refusal(self, category: str | None, language: str) -> str:
@@ -214,7 +249,10 @@ def load_policy(path: Path | None = None) -> Policy:
         )
     benign_sets = _text_lists(path.parent / policy.harmful.benign, benign)
     return policy.model_copy(
-        update={"exemplars": harmful_sets, "benign": [text for texts in benign_sets.values() for text in texts]}
+        update={
+            "exemplars": harmful_sets,
+            "benign": [text for texts in benign_sets.values() for text in texts],
+        }
     )
 
 

@@ -12,11 +12,12 @@ import numpy as np
 
 from guardrails.harmful import HarmfulDetector, rule_findings
 from guardrails.jailbreak import JailbreakDetector, fragments
-from guardrails.pii import find_pii, findings as pii_findings, mask
-from guardrails.policy import Policy, TopicalConfig, compile_pattern, load_policy
+from guardrails.pii import find_pii, mask
+from guardrails.pii import findings as pii_findings
+from guardrails.policy import Policy, TopicalConfig, load_policy
 from guardrails.text import Variant, clean, fold, language, to_text, variants
 from guardrails.topical import TopicalDetector
-from guardrails.verdict import Finding, Verdict
+from guardrails.verdict import Action, Finding, Verdict
 from knowledge.embedder import Embedder
 
 # Earlier turns matter for split payloads, but only their recent part: each is cut to this many characters.
@@ -25,11 +26,20 @@ EARLIER_TURN_CHARS = 2000
 NO_INTENT_EXTRA = 0.12
 # In an answer, numbered steps and the like count as "asking" for rules that need an intent.
 _INSTRUCTIONS = re.compile(
-    r"(?:^|\n)\s*(?:step\s*\d|\d+[.)]\s)|\b(?:first,|then,|next,|finally,|you(?:'ll| will) need|ingredients|materials"
+    r"(?:^|\n)\s*(?:step\s*\d|\d+[.)]\s)"
+    r"|\b(?:first,|then,|next,|finally,|you(?:'ll| will) need|ingredients|materials"
     r"|instructions|here(?:'s| is) how)|(?:단계|먼저|다음으로|준비물|재료)",
     re.IGNORECASE,
 )
 _ALWAYS = re.compile("")
+
+
+@dataclass(frozen=True)
+class _Passed:
+    """The text a verdict hands on: cut to the limit, personal data masked."""
+
+    text: str
+    truncated: bool
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,9 @@ class Guardrails:
     def __init__(self, policy: Policy | None = None, embedder: Embedder | None = None) -> None:
         self.policy = policy or load_policy()
         self.embedder = embedder
-        self.harmful = HarmfulDetector(self.policy.harmful, self.policy.exemplars, self.policy.benign, embedder)
+        self.harmful = HarmfulDetector(
+            self.policy.harmful, self.policy.exemplars, self.policy.benign, embedder
+        )
         self.jailbreak = JailbreakDetector(self.policy.jailbreak, self.policy.harmful.intent)
         self.topical = TopicalDetector(self.policy.topical, embedder)
 
@@ -85,15 +97,15 @@ class Guardrails:
 
     def check_input(self, conversation: Conversation) -> Verdict:
         """Verdict on the last user message, read together with the recent turns before it."""
-        rails = set(self.policy.rails.input)
+        rails: set[str] = set(self.policy.rails.input)
         turns = user_turns(conversation) or [""]
         text, truncated = clean(turns[-1], self.policy.limits.max_chars)
         spans = find_pii(text, self.policy.pii.kinds) if "pii" in rails else []
         masked = mask(text, spans, self.policy.pii.mask)
         lang = language(text)
-        base = {"masked_text": masked, "truncated": truncated}
+        base = _Passed(masked, truncated)
         if not text.strip():
-            return Verdict(action="allowed", **base)
+            return Verdict(action="allowed", masked_text=base.text, truncated=base.truncated)
 
         readings = [*variants(text), *fragments(fold(text))]
         blocking = self._rule_findings(readings, rails)
@@ -101,13 +113,16 @@ class Guardrails:
         if earlier:
             blocking += self._new_in_conversation(earlier, text, rails, {f.rule for f in blocking})
 
-        vector = self._embed(masked) if ("harmful" in rails or self.topical.active) and self.embedder else None
+        vector = (
+            self._embed(masked) if ("harmful" in rails or self.topical.active) and self.embedder else None
+        )
         classify = lang in self.policy.harmful.classifier_languages
         if vector is not None and "harmful" in rails and classify and not blocking:
             found = self.harmful.classify(vector)
             if found and (
                 any(self.harmful.has_intent(r.text) for r in readings)
-                or found.score >= self.policy.harmful.categories[found.category or ""].threshold + NO_INTENT_EXTRA
+                or found.score
+                >= self.policy.harmful.categories[found.category or ""].threshold + NO_INTENT_EXTRA
             ):
                 blocking.append(found)
 
@@ -127,24 +142,24 @@ class Guardrails:
                 message = self.policy.topical.message.pick(lang)
                 if self.policy.topical.mode == "redirect":
                     return self._verdict("blocked", off_topic, message, [off_topic, *found_pii], base)
-                action = "masked" if spans else "allowed"
+                action: Action = "masked" if spans else "allowed"
                 return self._verdict(action, off_topic, message, [off_topic, *found_pii], base)
 
         if spans:
             return self._verdict("masked", found_pii[0], None, found_pii, base)
-        return Verdict(action="allowed", **base)
+        return Verdict(action="allowed", masked_text=base.text, truncated=base.truncated)
 
     def check_output(self, question: str, answer: str, passages: Sequence[str] = ()) -> Verdict:
         """Verdict on a generated answer: unsafe content, and personal data found in neither the question
         nor the passages (that data is masked). Unsupported-claim checks belong to the answer pipeline."""
-        rails = set(self.policy.rails.output)
+        rails: set[str] = set(self.policy.rails.output)
         text, truncated = clean(answer, self.policy.limits.max_chars)
         lang = language(question + " " + text)
         spans = find_pii(text, self.policy.pii.kinds) if "pii" in rails else []
         known = _normalised(" ".join([question, *passages]))
         leaked = [s for s in spans if _normalised(text[s.start : s.end]) not in known]
         masked = mask(text, leaked, self.policy.pii.mask)
-        base = {"masked_text": masked, "truncated": truncated}
+        base = _Passed(masked, truncated)
 
         if "harmful" in rails:
             asked = self.harmful.has_intent(fold(question))
@@ -157,7 +172,7 @@ class Guardrails:
         if leaked:
             leaks = [f.model_copy(update={"rule": f"leak.{f.rule}"}) for f in pii_findings(leaked)]
             return self._verdict("masked", leaks[0], None, leaks, base)
-        return Verdict(action="allowed", **base)
+        return Verdict(action="allowed", masked_text=base.text, truncated=base.truncated)
 
     def _rule_findings(self, readings: list[Variant], rails: set[str]) -> list[Finding]:
         found = []
@@ -167,7 +182,9 @@ class Guardrails:
             found += self.jailbreak.check(readings)
         return found
 
-    def _new_in_conversation(self, earlier: list[str], last: str, rails: set[str], seen: set[str]) -> list[Finding]:
+    def _new_in_conversation(
+        self, earlier: list[str], last: str, rails: set[str], seen: set[str]
+    ) -> list[Finding]:
         """Rule findings that appear only when the last message is read with the earlier turns: a request
         split over turns. Findings the earlier turns raise alone are not held against the new message."""
         before = "\n".join(earlier)
@@ -185,11 +202,7 @@ class Guardrails:
 
     @staticmethod
     def _verdict(
-        action: Literal["allowed", "blocked", "masked"],
-        decider: Finding,
-        message: str | None,
-        findings: list[Finding],
-        base: dict[str, Any],
+        action: Action, decider: Finding, message: str | None, findings: list[Finding], base: _Passed
     ) -> Verdict:
         return Verdict(
             action=action,
@@ -199,7 +212,8 @@ class Guardrails:
             score=decider.score,
             message=message,
             findings=findings,
-            **base,
+            masked_text=base.text,
+            truncated=base.truncated,
         )
 
 

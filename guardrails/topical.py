@@ -36,4 +36,9 @@ class TopicalDetector:
         similarity = float(np.max(self._examples @ vector))
         if similarity >= self.config.threshold:
             return None
-        return Finding(rail="topical", rule=f"topical.{self.config.mode}", category="off_topic", score=round(similarity, 4))
+        return Finding(
+            rail="topical",
+            rule=f"topical.{self.config.mode}",
+            category="off_topic",
+            score=round(similarity, 4),
+        )

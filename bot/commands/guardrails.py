@@ -43,8 +43,8 @@ def _load_guardrails(rules_only: bool) -> tuple[Guardrails, TimedEmbedder | None
         guard = Guardrails.load(config.guardrails_policy, timer, config.topical_mode)
     except PolicyError as exc:
         raise DomainbotError(
-            f"Guardrail policy rejected: {exc}. Fix the file, or unset DOMAINBOT_GUARDRAILS_POLICY to use the "
-            "shipped policy."
+            f"Guardrail policy rejected: {exc}. Fix the file, or unset DOMAINBOT_GUARDRAILS_POLICY to use "
+            "the shipped policy."
         ) from None
     return guard, timer
 
@@ -73,11 +73,14 @@ def guard_check(
 
 def eval_guardrails(
     data_dir: Annotated[
-        Path, typer.Option("--data-dir", help="Folder with advbench_harmful_behaviors.csv and xstest_prompts.csv.")
+        Path,
+        typer.Option("--data-dir", help="Folder with advbench_harmful_behaviors.csv and xstest_prompts.csv."),
     ] = Path("../shared/data"),
     as_json: AsJson = False,
     rules_only: RulesOnly = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit with status 1 when a target is missed.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit with status 1 when a target is missed.")
+    ] = False,
 ) -> None:
     """Block rate on AdvBench and XSTest-unsafe, allow rate on XSTest-safe, and latency per message."""
     try:
@@ -92,7 +95,10 @@ def eval_guardrails(
         table = Table("set", "rate", "target", "passed", "failures")
         for row in report["sets"]:  # type: ignore[attr-defined]
             table.add_row(
-                row["name"], f"{row['rate']:.1%}", f"{row['target']:.0%}", "yes" if row["passed"] else "NO",
+                row["name"],
+                f"{row['rate']:.1%}",
+                f"{row['target']:.0%}",
+                "yes" if row["passed"] else "NO",
                 str(len(row["failures"])),
             )
         console = Console()

@@ -1,4 +1,4 @@
-"""Test tables written for this project: none of them comes from an evaluation set (test_no_leakage checks)."""
+"""Test tables written for this project; none comes from an evaluation set (test_no_leakage checks)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Guardrails built three ways: with the shipped embedder (once per session), with the hash fake, rules only."""
+"""Guardrails built three ways: the shipped embedder (once per session), the hash fake, rules only."""
 
 from __future__ import annotations
 

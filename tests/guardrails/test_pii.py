@@ -28,11 +28,23 @@ ALL_KINDS = ["email", "phone", "card", "rrn", "ip", "iban", "secret"]
         ("ipv6 2001:db8:85a3::8a2e:370:7334 here", "ip", "2001:db8:85a3::8a2e:370:7334"),
         ("pay to DE89 3704 0044 0532 0130 00", "iban", "DE89 3704 0044 0532 0130 00"),
         ("iban GB82WEST12345698765432", "iban", "GB82WEST12345698765432"),
-        ("token hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", "secret", "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"),
-        ("bot 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawA ok", "secret", "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawA"),
+        (
+            "token hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+            "secret",
+            "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+        ),
+        (
+            "bot 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawA ok",
+            "secret",
+            "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawA",
+        ),
         ("aws AKIAIOSFODNN7EXAMPLE", "secret", "AKIAIOSFODNN7EXAMPLE"),
         ("gh ghp_0123456789abcdefghijABCDEFGHIJ012345", "secret", "ghp_0123456789abcdefghijABCDEFGHIJ012345"),
-        ("google AIzaSyD-0123456789abcdefghijABCDEFGHIJK", "secret", "AIzaSyD-0123456789abcdefghijABCDEFGHIJK"),
+        (
+            "google AIzaSyD-0123456789abcdefghijABCDEFGHIJK",
+            "secret",
+            "AIzaSyD-0123456789abcdefghijABCDEFGHIJK",
+        ),
     ],
 )
 def test_pii_is_found_and_masked(rules_guard: Guardrails, text: str, kind: str, value: str) -> None:
@@ -80,5 +92,7 @@ def test_output_masks_pii_found_in_neither_question_nor_passages(rules_guard: Gu
     assert in_passage.action == "masked"
     assert "02-312-4567" in in_passage.masked_text and "[EMAIL]" in in_passage.masked_text
     assert in_passage.rule == "leak.email"
-    grounded = rules_guard.check_output("Email kim@clinic.example.com?", answer, ["Clinic phone: 02-312-4567"])
+    grounded = rules_guard.check_output(
+        "Email kim@clinic.example.com?", answer, ["Clinic phone: 02-312-4567"]
+    )
     assert grounded.action == "allowed" and grounded.masked_text == answer

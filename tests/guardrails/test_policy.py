@@ -30,8 +30,14 @@ def test_default_policy_lists_the_rails_categories_and_messages() -> None:
     policy = load_policy()
     assert policy.rails.input == ["pii", "jailbreak", "harmful", "topical"]
     assert {
-        "violence_weapons", "self_harm", "sexual_minors", "hate_harassment", "crime_hacking", "privacy",
-        "extremism", "dangerous_chemistry_biology",
+        "violence_weapons",
+        "self_harm",
+        "sexual_minors",
+        "hate_harassment",
+        "crime_hacking",
+        "privacy",
+        "extremism",
+        "dangerous_chemistry_biology",
     } <= set(policy.harmful.categories)
     assert policy.messages.refusal.en and policy.messages.refusal.ko
     assert set(policy.exemplars) == set(policy.harmful.categories) and len(policy.benign) > 50
@@ -40,22 +46,36 @@ def test_default_policy_lists_the_rails_categories_and_messages() -> None:
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
-        (("harmful", "categories", "violence_weapons", "threshold"), "high",
-         "policy.yaml: harmful.categories.violence_weapons.threshold: expected a number between 0 and 1, got 'high'"),
-        (("harmful", "categories", "privacy", "margin"), 1.5,
-         "policy.yaml: harmful.categories.privacy.margin: expected a number between 0 and 1, got 1.5"),
-        (("harmful", "categories", "self_harm", "rules"), [{"name": "x", "pattern": "(unclosed"}],
-         "policy.yaml: harmful.categories.self_harm.rules.0.pattern: not a valid regular expression"),
+        (
+            ("harmful", "categories", "violence_weapons", "threshold"),
+            "high",
+            "policy.yaml: harmful.categories.violence_weapons.threshold: "
+            "expected a number between 0 and 1, got 'high'",
+        ),
+        (
+            ("harmful", "categories", "privacy", "margin"),
+            1.5,
+            "policy.yaml: harmful.categories.privacy.margin: expected a number between 0 and 1, got 1.5",
+        ),
+        (
+            ("harmful", "categories", "self_harm", "rules"),
+            [{"name": "x", "pattern": "(unclosed"}],
+            "policy.yaml: harmful.categories.self_harm.rules.0.pattern: not a valid regular expression",
+        ),
         (("topical", "mode"), "block", "policy.yaml: topical.mode:"),
         (("rails", "input"), ["pii", "spam"], "policy.yaml: rails.input.1:"),
         (("messages", "refusal"), {"en": "no"}, "policy.yaml: messages.refusal.ko: required key is missing"),
         (("harmful", "categorise"), {}, "policy.yaml: harmful.categorise: unknown key"),
-        (("harmful", "categories", "privacy", "rules"), [{"name": "x", "pattern": "<<nobody>>"}],
-         "harmful.categories.privacy.rules.0.pattern: unknown term <<nobody>>"),
+        (
+            ("harmful", "categories", "privacy", "rules"),
+            [{"name": "x", "pattern": "<<nobody>>"}],
+            "harmful.categories.privacy.rules.0.pattern: unknown term <<nobody>>",
+        ),
     ],
 )
-def test_bad_policy_names_the_offending_key(tmp_path: Path, path: tuple[str, ...], value: object,
-                                            expected: str) -> None:
+def test_bad_policy_names_the_offending_key(
+    tmp_path: Path, path: tuple[str, ...], value: object, expected: str
+) -> None:
     with pytest.raises(PolicyError) as error:
         load_policy(_write(tmp_path, value, path))  # type: ignore[arg-type]
     assert expected in str(error.value)

@@ -19,7 +19,13 @@ COOKING = [
 
 def _guard(real_guard: Guardrails, policy: Policy, mode: str) -> Guardrails:
     topical = TopicalConfig.model_validate(
-        {**policy.topical.model_dump(), "mode": mode, "domain": "cooking", "examples": COOKING, "threshold": 0.3}
+        {
+            **policy.topical.model_dump(),
+            "mode": mode,
+            "domain": "cooking",
+            "examples": COOKING,
+            "threshold": 0.3,
+        }
     )
     return Guardrails(policy.model_copy(update={"topical": topical}), real_guard.embedder)
 
