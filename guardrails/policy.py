@@ -163,6 +163,9 @@ class TopicalConfig(_Strict):
 
 class Limits(_Strict):
     max_chars: int = Field(default=8000, ge=100, description="Longer texts are cut to this many characters.")
+    scan_chars: int = Field(
+        default=2000, ge=100, description="Characters the rules read (head and tail, as for max_chars)."
+    )
     embed_chars: int = Field(
         default=1000, ge=50, description="Characters of a message given to the embedder."
     )

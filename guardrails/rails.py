@@ -15,13 +15,13 @@ from guardrails.jailbreak import JailbreakDetector, fragments
 from guardrails.pii import find_pii, mask
 from guardrails.pii import findings as pii_findings
 from guardrails.policy import Policy, TopicalConfig, load_policy
-from guardrails.text import Variant, clean, fold, language, to_text, variants
+from guardrails.text import Variant, clean, cut, fold, language, to_text, variants
 from guardrails.topical import TopicalDetector
 from guardrails.verdict import Action, Finding, Verdict
 from knowledge.embedder import Embedder
 
-# Earlier turns matter for split payloads, but only their recent part: each is cut to this many characters.
-EARLIER_TURN_CHARS = 2000
+# Earlier turns matter for split payloads, which come in short pieces: each is cut to this many characters.
+EARLIER_TURN_CHARS = 500
 # The classifier alone blocks a text that asks for nothing only when it is this much above the threshold.
 NO_INTENT_EXTRA = 0.12
 # In an answer, numbered steps and the like count as "asking" for rules that need an intent.
@@ -107,11 +107,12 @@ class Guardrails:
         if not text.strip():
             return Verdict(action="allowed", masked_text=base.text, truncated=base.truncated)
 
-        readings = [*variants(text), *fragments(fold(text))]
+        scanned = cut(text, self.policy.limits.scan_chars)[0]
+        readings = [*variants(scanned), *fragments(fold(scanned))]
         blocking = self._rule_findings(readings, rails)
         earlier = [clean(t, EARLIER_TURN_CHARS)[0] for t in turns[-self.policy.jailbreak.history_turns : -1]]
         if earlier:
-            blocking += self._new_in_conversation(earlier, text, rails, {f.rule for f in blocking})
+            blocking += self._new_in_conversation(earlier, scanned, rails, {f.rule for f in blocking})
 
         vector = (
             self._embed(masked) if ("harmful" in rails or self.topical.active) and self.embedder else None
@@ -164,7 +165,8 @@ class Guardrails:
         if "harmful" in rails:
             asked = self.harmful.has_intent(fold(question))
             intent = [*self.harmful.intent, _INSTRUCTIONS, *([_ALWAYS] if asked else [])]
-            found = rule_findings(self.harmful.rules, variants(text), intent, rail="harmful")
+            scanned = cut(text, self.policy.limits.scan_chars)[0]
+            found = rule_findings(self.harmful.rules, variants(scanned), intent, rail="harmful")
             if found:
                 decider = min(found, key=_priority)
                 message = self.policy.refusal(decider.category, lang)
@@ -187,8 +189,9 @@ class Guardrails:
     ) -> list[Finding]:
         """Rule findings that appear only when the last message is read with the earlier turns: a request
         split over turns. Findings the earlier turns raise alone are not held against the new message."""
-        before = "\n".join(earlier)
-        together = before + "\n" + last
+        limit = self.policy.limits.scan_chars
+        before = cut("\n".join(earlier), limit)[0]
+        together = cut(before + "\n" + last, limit)[0]
         old = {f.rule for f in self._rule_findings([*variants(before), *fragments(fold(before))], rails)}
         new = []
         for finding in self._rule_findings([*variants(together), *fragments(fold(together))], rails):

@@ -2,7 +2,8 @@
 
 Long texts are cut deliberately, not sampled at random: the first three quarters of the budget keep the
 head (where a request usually is) and the last quarter the tail (where injected instructions often hide),
-joined by a marker line. Everything downstream, the masked text included, sees only that cut text.
+joined by a marker line. Everything downstream, the masked text included, sees only that cut text. The
+rules read a shorter cut of the same shape (`limits.scan_chars`), because their time grows with length.
 """
 
 from __future__ import annotations
