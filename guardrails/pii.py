@@ -23,7 +23,9 @@ class Span:
     end: int
 
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# Bounded repeats keep every pattern linear in the text length (an unbounded local part backtracks
+# quadratically over a long run of letters).
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}")
 _SECRETS = {
     "huggingface_token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
     "telegram_bot_token": re.compile(r"\b\d{8,10}:[A-Za-z0-9_-]{35}\b"),

@@ -24,6 +24,8 @@ BAD_INPUTS: list[str | bytes] = [
     "👨‍👩‍👧‍👦" * 20_000,
     "\ud800 lone surrogate",
     "\u202eright-to-left override\u200b zero width",
+    "x@" * 500_000,
+    "ab:" * 300_000,
 ]
 
 
