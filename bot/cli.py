@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot import __version__
+from bot.commands.guardrails import eval_guardrails, guard_app
 from bot.commands.knowledge import eval_retrieval, kb_app
 from bot.config import Settings, describe_settings, load_settings
 from bot.errors import DomainbotError
@@ -37,6 +38,8 @@ app.add_typer(model_app, name="model")
 app.add_typer(eval_app, name="eval")
 app.add_typer(kb_app, name="kb")
 eval_app.command("retrieval")(eval_retrieval)
+app.add_typer(guard_app, name="guard")
+eval_app.command("guardrails")(eval_guardrails)
 
 err_console = Console(stderr=True)
 
@@ -194,6 +197,7 @@ def start() -> None:
         "TELEGRAM_BOT_TOKEN is set, but this version of domainbot has no Telegram front end yet. "
         "Use `domainbot chat` for now."
     )
+
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -109,6 +109,17 @@ class Settings(BaseSettings):
     )
     # --- end of knowledge base ------------------------------------------------------------------------------
 
+    # --- guardrails ---
+    guardrails_policy: Path | None = Field(
+        None, description="Guardrail policy YAML file (default: the policy shipped with domainbot)."
+    )
+    topical_mode: Literal["allow", "warn", "redirect"] | None = Field(
+        None,
+        description="Overrides the policy's topical mode: answer anything (allow), answer off-topic questions "
+        "with a note (warn), or decline them politely (redirect).",
+    )
+    # --- end guardrails ---
+
     telegram_bot_token: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN"),

@@ -1,0 +1,62 @@
+"""Per-message latency of the input rail: p50/p95 with and without the embedder's time.
+
+    python bench/guardrails_latency.py [--data-dir ../shared/data] [--rules-only]
+
+Uses the XSTest and AdvBench prompts as a realistic mix of message lengths; prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from guardrails import Guardrails
+from guardrails.evaluation import TimedEmbedder, load_eval_sets
+
+LONG_INPUTS = ["a" * 1_000_000, "😀" * 100_000, "how do I bake bread? " * 50_000]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--rules-only", action="store_true")
+    args = parser.parse_args()
+
+    timer = None
+    if not args.rules_only:
+        import torch
+
+        from knowledge.embedder import SentenceTransformerEmbedder
+
+        torch.set_num_threads(1)
+        timer = TimedEmbedder(SentenceTransformerEmbedder())
+    guard = Guardrails.load(embedder=timer)
+    prompts = [p for s in load_eval_sets(args.data_dir) for p in s.prompts]
+
+    def measure(texts: list[str]) -> dict[str, float]:
+        total, rails = [], []
+        for text in texts:
+            model_before = timer.seconds if timer else 0.0
+            start = time.perf_counter()
+            guard.check_input(text)
+            elapsed = time.perf_counter() - start
+            total.append(elapsed * 1000)
+            rails.append((elapsed - ((timer.seconds - model_before) if timer else 0.0)) * 1000)
+        cuts = statistics.quantiles(total, n=20, method="inclusive")
+        rail_cuts = statistics.quantiles(rails, n=20, method="inclusive")
+        return {
+            "p50_ms": round(statistics.median(total), 2),
+            "p95_ms": round(cuts[18], 2),
+            "p50_without_model_ms": round(statistics.median(rails), 2),
+            "p95_without_model_ms": round(rail_cuts[18], 2),
+        }
+
+    report = {"messages": len(prompts), "eval_prompts": measure(prompts), "long_inputs": measure(LONG_INPUTS)}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""`domainbot guard check` and `domainbot eval guardrails`: the guardrails from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.errors import DomainbotError
+from guardrails import Guardrails, PolicyError
+from guardrails.evaluation import TimedEmbedder, evaluate, load_eval_sets
+
+guard_app = typer.Typer(help="Check texts against the guardrails.", no_args_is_help=True)
+
+RulesOnly = Annotated[
+    bool, typer.Option("--rules-only", help="Skip the embedding classifier (no model is loaded).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _load_guardrails(rules_only: bool) -> tuple[Guardrails, TimedEmbedder | None]:
+    from bot.cli import settings
+
+    config = settings()
+    timer = None
+    if not rules_only:
+        import torch
+
+        from knowledge.embedder import SentenceTransformerEmbedder
+
+        # One short text per call: with more threads the thread hand-off costs more than it saves.
+        torch.set_num_threads(1)
+        try:
+            timer = TimedEmbedder(SentenceTransformerEmbedder())
+        except FileNotFoundError as exc:
+            raise DomainbotError(f"{exc} Or run with --rules-only.") from None
+    try:
+        guard = Guardrails.load(config.guardrails_policy, timer, config.topical_mode)
+    except PolicyError as exc:
+        raise DomainbotError(
+            f"Guardrail policy rejected: {exc}. Fix the file, or unset DOMAINBOT_GUARDRAILS_POLICY to use "
+            "the shipped policy."
+        ) from None
+    return guard, timer
+
+
+@guard_app.command("check")
+def guard_check(
+    text: Annotated[str, typer.Argument(help="The message to check; '-' reads it from standard input.")],
+    as_json: AsJson = False,
+    rules_only: RulesOnly = False,
+) -> None:
+    """Run the input rail on TEXT and print the verdict."""
+    message: str | bytes = sys.stdin.buffer.read() if text == "-" else text
+    guard, _ = _load_guardrails(rules_only)
+    verdict = guard.check_input(message)
+    if as_json:
+        typer.echo(json.dumps(verdict.to_json_dict(), ensure_ascii=False, indent=2))
+        return
+    status = {"allowed": "[green]allowed[/]", "masked": "[yellow]masked[/]", "blocked": "[red]blocked[/]"}
+    console = Console()
+    console.print(f"{status[verdict.action]}  rule={verdict.rule or '-'}  category={verdict.category or '-'}")
+    if verdict.message:
+        console.print(verdict.message, highlight=False)
+    if verdict.action == "masked":
+        console.print(verdict.masked_text, highlight=False)
+
+
+def eval_guardrails(
+    data_dir: Annotated[
+        Path,
+        typer.Option("--data-dir", help="Folder with advbench_harmful_behaviors.csv and xstest_prompts.csv."),
+    ] = Path("../shared/data"),
+    as_json: AsJson = False,
+    rules_only: RulesOnly = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit with status 1 when a target is missed.")
+    ] = False,
+) -> None:
+    """Block rate on AdvBench and XSTest-unsafe, allow rate on XSTest-safe, and latency per message."""
+    try:
+        sets = load_eval_sets(data_dir)
+    except FileNotFoundError as exc:
+        raise DomainbotError(str(exc)) from None
+    guard, timer = _load_guardrails(rules_only)
+    report = evaluate(guard, sets, timer)
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        table = Table("set", "rate", "target", "passed", "failures")
+        for row in report["sets"]:  # type: ignore[attr-defined]
+            table.add_row(
+                row["name"],
+                f"{row['rate']:.1%}",
+                f"{row['target']:.0%}",
+                "yes" if row["passed"] else "NO",
+                str(len(row["failures"])),
+            )
+        console = Console()
+        console.print(table)
+        console.print(f"latency (ms): {report['latency_ms']}; {report['seconds']} s in all")
+    if strict and not report["passed"]:
+        raise typer.Exit(1)

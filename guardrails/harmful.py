@@ -1,0 +1,105 @@
+"""Harmful requests: category rules, plus an embedding classifier over harmful and benign exemplars.
+
+The classifier blocks a text when its nearest harmful exemplars (mean of the `neighbours` most similar)
+reach the category's threshold *and* beat the nearest benign look-alikes by the category's margin, so a
+question that merely shares words with a harmful one ("kill a process") stays closer to the benign side.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from guardrails.policy import Category, HarmfulConfig, Rule, compile_pattern
+from guardrails.text import Variant
+from guardrails.verdict import Finding
+from knowledge.embedder import Embedder
+
+
+def rule_fires(rule: Rule, text: str, has_intent: bool) -> bool:
+    if rule.needs_intent and not has_intent:
+        return False
+    if not rule.compiled.search(text):
+        return False
+    return rule.compiled_unless is None or not rule.compiled_unless.search(text)
+
+
+def rule_findings(
+    rules: dict[str, list[Rule]], variants: Sequence[Variant], intent: Sequence[re.Pattern[str]], rail: str
+) -> list[Finding]:
+    """One finding per (category, rule) that fires on any reading; decoded readings are named in the rule."""
+    found: dict[tuple[str, str], Finding] = {}
+    for variant in variants:
+        has_intent = any(p.search(variant.text) for p in intent)
+        for category, category_rules in rules.items():
+            for rule in category_rules:
+                key = (category, rule.name)
+                if key not in found and rule_fires(rule, variant.text, has_intent):
+                    name = rule.name if variant.how == "plain" else f"{rule.name}@{variant.how}"
+                    found[key] = Finding(rail=rail, rule=f"{category}.{name}", category=category, score=1.0)
+    return list(found.values())
+
+
+class HarmfulDetector:
+    """Rules and the exemplar classifier; exemplar vectors are computed once, here."""
+
+    def __init__(
+        self,
+        config: HarmfulConfig,
+        exemplars: dict[str, list[str]],
+        benign: list[str],
+        embedder: Embedder | None,
+    ) -> None:
+        self.config = config
+        self.intent = [compile_pattern(p) for p in config.intent]
+        self.rules = {name: category.rules for name, category in config.categories.items()}
+        self.embedder = embedder
+        self.categories = [name for name in config.categories if exemplars.get(name)]
+        self._labels = np.array([i for i, name in enumerate(self.categories) for _ in exemplars[name]])
+        self._harmful: np.ndarray | None = None
+        self._benign: np.ndarray | None = None
+        if embedder is not None and self.categories:
+            self._harmful = embedder.embed([t for name in self.categories for t in exemplars[name]])  # (H, D)
+            self._benign = embedder.embed(benign) if benign else None  # (B, D)
+
+    def has_intent(self, text: str) -> bool:
+        return any(p.search(text) for p in self.intent)
+
+    def check_rules(self, variants: Sequence[Variant]) -> list[Finding]:
+        return rule_findings(self.rules, variants, self.intent, rail="harmful")
+
+    def classify(self, vector: np.ndarray) -> Finding | None:
+        """The exemplar classifier for one (D,) unit vector; None when no category is close enough."""
+        if self._harmful is None:
+            return None
+        k = self.config.neighbours
+        sims = self._harmful @ vector  # (H,)
+        benign = _top_mean(self._benign @ vector, k) if self._benign is not None else -1.0
+        best: Finding | None = None
+        for index, name in enumerate(self.categories):
+            category: Category = self.config.categories[name]
+            score = _top_mean(sims[self._labels == index], k)
+            close_enough = score >= category.threshold and score - benign >= category.margin
+            if close_enough and (best is None or score > best.score):
+                best = Finding(rail="harmful", rule=f"{name}.exemplars", category=name, score=round(score, 4))
+        return best
+
+    def nearest(self, vector: np.ndarray) -> tuple[str | None, float, float]:
+        """(closest category, its similarity, closest benign similarity), for explaining decisions."""
+        if self._harmful is None:
+            return None, 0.0, 0.0
+        k = self.config.neighbours
+        sims = self._harmful @ vector
+        scores = [_top_mean(sims[self._labels == i], k) for i in range(len(self.categories))]
+        best = int(np.argmax(scores))
+        benign = _top_mean(self._benign @ vector, k) if self._benign is not None else 0.0
+        return self.categories[best], scores[best], benign
+
+
+def _top_mean(sims: np.ndarray, k: int) -> float:
+    if sims.size == 0:
+        return -1.0
+    k = min(k, sims.size)
+    return float(np.mean(np.partition(sims, -k)[-k:]))

@@ -1,0 +1,148 @@
+"""Personal data and secrets: find them, check the checksums where a format has one, and mask them.
+
+Kinds: email, phone (international, Korean mobile and landline, North American), card (Luhn), rrn (Korean
+resident registration number: date plus checksum), ip (IPv4/IPv6), iban (mod-97) and secret (Hugging Face,
+Telegram bot, AWS, Google, GitHub, OpenAI and Slack tokens, private key blocks).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from guardrails.verdict import Finding
+
+
+@dataclass(frozen=True)
+class Span:
+    kind: str
+    rule: str
+    start: int
+    end: int
+
+
+# Bounded repeats keep every pattern linear in the text length (an unbounded local part backtracks
+# quadratically over a long run of letters).
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}")
+_SECRETS = {
+    "huggingface_token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
+    "telegram_bot_token": re.compile(r"\b\d{8,10}:[A-Za-z0-9_-]{35}\b"),
+    "aws_access_key": re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
+    "aws_secret_key": re.compile(r"(?i)aws_?secret_?(?:access_?)?key\s*[:=]\s*['\"]?[A-Za-z0-9/+=]{40}"),
+    "google_api_key": re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    "github_token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b"),
+    "openai_key": re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b"),
+    "slack_token": re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
+    "private_key": re.compile(
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"
+    ),
+}
+_RRN = re.compile(r"(?<!\d)(\d{2})(\d{2})(\d{2})\s?-?\s?([1-8])(\d{6})(?!\d)")
+_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_IPV6 = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])")
+_PHONES = {
+    "kr_mobile": re.compile(r"(?<![\d+])01[016789][ .-]?\d{3,4}[ .-]?\d{4}(?!\d)"),
+    "kr_landline": re.compile(r"(?<![\d+])0(?:2|[3-6][1-5]|70)[ .-]?\d{3,4}[ .-]?\d{4}(?!\d)"),
+    "international": re.compile(r"(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)"),
+    "north_american": re.compile(r"(?<![\w])\(?[2-9]\d{2}\)?[ .-]\d{3}[ .-]\d{4}(?!\d)"),
+}
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def rrn_ok(digits: str) -> bool:
+    """Korean resident registration number: a real birth date and the weighted mod-11 check digit."""
+    if len(digits) != 13 or not digits.isdigit():
+        return False
+    month, day = int(digits[2:4]), int(digits[4:6])
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return False
+    weights = (2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5)
+    check = (11 - sum(int(d) * w for d, w in zip(digits, weights, strict=False)) % 11) % 10
+    return check == int(digits[12])
+
+
+def iban_ok(text: str) -> bool:
+    compact = text.replace(" ", "").upper()
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def _ip_ok(text: str) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    # "1.2.3.4"-style version numbers are common in chat; loopback and unspecified addresses reveal nothing.
+    return not (address.is_loopback or address.is_unspecified)
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def _matches(
+    pattern: re.Pattern[str], text: str, keep: Callable[[str], bool] = lambda _: True
+) -> Iterable[tuple[int, int]]:
+    for match in pattern.finditer(text):
+        if keep(match.group(0)):
+            yield match.start(), match.end()
+
+
+def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
+    """Non-overlapping spans; on overlap the earlier kind wins: secret, email, rrn, card, iban, ip, phone."""
+    wanted = set(kinds)
+    candidates: list[Span] = []
+    if "secret" in wanted:
+        for name, pattern in _SECRETS.items():
+            candidates += [Span("secret", name, s, e) for s, e in _matches(pattern, text)]
+    if "email" in wanted:
+        candidates += [Span("email", "email", s, e) for s, e in _matches(_EMAIL, text)]
+    if "rrn" in wanted:
+        candidates += [
+            Span("rrn", "rrn_checksum", s, e) for s, e in _matches(_RRN, text, lambda t: rrn_ok(_digits(t)))
+        ]
+    if "card" in wanted:
+        card_ok = lambda t: 13 <= len(_digits(t)) <= 19 and luhn_ok(_digits(t))  # noqa: E731
+        candidates += [Span("card", "card_luhn", s, e) for s, e in _matches(_CARD, text, card_ok)]
+    if "iban" in wanted:
+        candidates += [Span("iban", "iban_mod97", s, e) for s, e in _matches(_IBAN, text, iban_ok)]
+    if "ip" in wanted:
+        candidates += [Span("ip", "ipv4", s, e) for s, e in _matches(_IPV4, text, _ip_ok)]
+        candidates += [
+            Span("ip", "ipv6", s, e) for s, e in _matches(_IPV6, text, lambda t: ":" in t and _ip_ok(t))
+        ]
+    if "phone" in wanted:
+        for name, pattern in _PHONES.items():
+            phone_ok = lambda t: 9 <= len(_digits(t)) <= 15  # noqa: E731
+            candidates += [Span("phone", name, s, e) for s, e in _matches(pattern, text, phone_ok)]
+    taken: list[Span] = []
+    for span in candidates:
+        if all(span.end <= other.start or span.start >= other.end for other in taken):
+            taken.append(span)
+    return sorted(taken, key=lambda span: span.start)
+
+
+def mask(text: str, spans: list[Span], template: str) -> str:
+    out, last = [], 0
+    for span in spans:
+        out += [text[last : span.start], template.format(kind=span.kind.upper())]
+        last = span.end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def findings(spans: list[Span]) -> list[Finding]:
+    return [Finding(rail="pii", rule=s.rule, category=s.kind, start=s.start, end=s.end) for s in spans]

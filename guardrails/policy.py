@@ -1,0 +1,295 @@
+"""The guardrail policy: a YAML file an operator can edit, validated at start with errors naming the key.
+
+The default policy ships next to this module (`default_policy.yaml`, plus exemplar files under
+`exemplars/`). An operator's file replaces it entirely; copy the default and edit it.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
+_TERM = re.compile(r"<<(\w+)>>")
+
+InputRail = Literal["pii", "jailbreak", "harmful", "topical"]
+OutputRail = Literal["pii", "harmful"]
+PiiKind = Literal["email", "phone", "card", "rrn", "ip", "iban", "secret"]
+
+
+def _english_only() -> list[Literal["en", "ko"]]:
+    return ["en"]
+
+
+def _all_pii_kinds() -> list[PiiKind]:
+    return ["email", "phone", "card", "rrn", "ip", "iban", "secret"]
+
+
+def _all_input_rails() -> list[InputRail]:
+    return ["pii", "jailbreak", "harmful", "topical"]
+
+
+def _all_output_rails() -> list[OutputRail]:
+    return ["harmful", "pii"]
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the file and the offending key."""
+
+
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"expected a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+Fraction = Annotated[float, BeforeValidator(_fraction)]
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Messages(_Strict):
+    """One message in English and in Korean; the rail answers in the language the user wrote in."""
+
+    en: str = Field(min_length=1)
+    ko: str = Field(min_length=1)
+
+    def pick(self, language: str) -> str:
+        return self.ko if language == "ko" else self.en
+
+
+class Rule(_Strict):
+    """A named regular expression (case-insensitive). It fires when `pattern` matches, `unless` does not,
+    and, where `needs_intent` holds, the text also asks for something (see `harmful.intent`)."""
+
+    name: str = Field(min_length=1)
+    pattern: str
+    unless: str | None = None
+    needs_intent: bool = True
+
+    @field_validator("pattern", "unless")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compile_pattern(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc})") from None
+        return value
+
+    @cached_property
+    def compiled(self) -> re.Pattern[str]:
+        return compile_pattern(self.pattern)
+
+    @cached_property
+    def compiled_unless(self) -> re.Pattern[str] | None:
+        return compile_pattern(self.unless) if self.unless else None
+
+
+class Category(_Strict):
+    """A harm category: rules, plus the similarity a text needs to its harmful exemplars to be blocked."""
+
+    description: str
+    threshold: Fraction = Field(description="Blocked when the nearest harmful exemplars are this similar...")
+    margin: Fraction = Field(
+        default=0.05, description="...and at least this much more similar than the benign ones."
+    )
+    rules: list[Rule] = Field(default_factory=list)
+    message: Messages | None = Field(
+        None, description="Refusal for this category; default `messages.refusal`."
+    )
+
+
+class HarmfulConfig(_Strict):
+    intent: list[str] = Field(min_length=1, description="Patterns that mark a request (how to, write, ...).")
+    categories: dict[str, Category] = Field(min_length=1)
+    exemplars: str = Field(default="exemplars/harmful.yaml", description="Harmful exemplars by category.")
+    benign: str = Field(default="exemplars/benign.yaml", description="Harmless look-alike exemplars.")
+    neighbours: int = Field(
+        default=2, ge=1, le=10, description="Similarity = mean of this many nearest exemplars."
+    )
+    classifier_languages: list[Literal["en", "ko"]] = Field(
+        default_factory=_english_only,
+        description="Languages the embedder separates well; other languages are judged by rules only.",
+    )
+
+    @field_validator("intent")
+    @classmethod
+    def _valid_intent(cls, value: list[str]) -> list[str]:
+        for i, pattern in enumerate(value):
+            try:
+                compile_pattern(pattern)
+            except re.error as exc:
+                raise ValueError(f"item {i} is not a valid regular expression ({exc})") from None
+        return value
+
+
+class JailbreakConfig(_Strict):
+    rules: list[Rule] = Field(min_length=1)
+    history_turns: int = Field(default=4, ge=1, le=20, description="Recent user turns checked together.")
+
+
+class PiiConfig(_Strict):
+    kinds: list[PiiKind] = Field(default_factory=_all_pii_kinds)
+    mask: str = Field(default="[{kind}]", description="Replacement; `{kind}` becomes EMAIL, PHONE, ...")
+
+
+class TopicalConfig(_Strict):
+    mode: Literal["allow", "warn", "redirect"] = "allow"
+    domain: str = ""
+    examples: list[str] = Field(default_factory=list, description="Questions that are in scope.")
+    threshold: Fraction = Field(default=0.3, description="Off-topic below this similarity to every example.")
+    message: Messages
+
+
+class Limits(_Strict):
+    max_chars: int = Field(default=8000, ge=100, description="Longer texts are cut to this many characters.")
+    scan_chars: int = Field(
+        default=2000, ge=100, description="Characters the rules read (head and tail, as for max_chars)."
+    )
+    embed_chars: int = Field(
+        default=1000, ge=50, description="Characters of a message given to the embedder."
+    )
+
+
+class Rails(_Strict):
+    input: list[InputRail] = Field(default_factory=_all_input_rails)
+    output: list[OutputRail] = Field(default_factory=_all_output_rails)
+
+
+class PolicyMessages(_Strict):
+    refusal: Messages
+    jailbreak: Messages
+
+
+class Policy(_Strict):
+    """The whole policy; `exemplars` and `benign` are filled in from the exemplar files by the loader."""
+
+    version: Literal[1] = 1
+    terms: dict[str, str] = Field(
+        default_factory=dict, description="Named pieces of patterns, written `<<name>>` inside a pattern."
+    )
+    rails: Rails = Field(default_factory=Rails)
+    limits: Limits = Field(default_factory=Limits)
+    messages: PolicyMessages
+    harmful: HarmfulConfig
+    jailbreak: JailbreakConfig
+    pii: PiiConfig = Field(default_factory=PiiConfig)
+    topical: TopicalConfig
+    exemplars: dict[str, list[str]] = Field(default_factory=dict)
+    benign: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _insert_terms(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("terms", {}), dict):
+            return data
+        # Terms are written over several lines for reading; the line breaks are not part of the pattern.
+        terms = {
+            str(k): "".join(line.strip() for line in str(v).splitlines())
+            for k, v in (data.get("terms") or {}).items()
+        }
+        return {**_substitute(data, terms, ""), "terms": terms}
+
+    def refusal(self, category: str | None, language: str) -> str:
+        found = self.harmful.categories.get(category or "")
+        messages = found.message if found and found.message else self.messages.refusal
+        return messages.pick(language)
+
+
+def _substitute(node: Any, terms: dict[str, str], where: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute(v, terms, f"{where}.{k}".lstrip(".")) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, terms, f"{where}.{i}") for i, v in enumerate(node)]
+    if isinstance(node, str) and where != "terms" and not where.startswith("terms."):
+
+        def term(match: re.Match[str]) -> str:
+            if match.group(1) not in terms:
+                known = ", ".join(sorted(terms)) or "none defined"
+                raise ValueError(f"{where}: unknown term <<{match.group(1)}>>; expected one of: {known}")
+            return f"(?:{terms[match.group(1)]})"
+
+        return _TERM.sub(term, node)
+    return node
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """Read and validate a policy file and its exemplar files; raise PolicyError naming the bad key."""
+    path = path or DEFAULT_POLICY_PATH
+    data = _read_yaml(path, expect=dict)
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(_describe(path, exc)) from None
+    exemplars = _read_yaml(path.parent / policy.harmful.exemplars, expect=dict)
+    benign = _read_yaml(path.parent / policy.harmful.benign, expect=dict)
+    harmful_sets = _text_lists(path.parent / policy.harmful.exemplars, exemplars)
+    unknown = sorted(set(harmful_sets) - set(policy.harmful.categories))
+    if unknown:
+        raise PolicyError(
+            f"{path.parent / policy.harmful.exemplars}: {unknown[0]}: not a category of {path.name}; "
+            f"expected one of {', '.join(sorted(policy.harmful.categories))}"
+        )
+    benign_sets = _text_lists(path.parent / policy.harmful.benign, benign)
+    return policy.model_copy(
+        update={
+            "exemplars": harmful_sets,
+            "benign": [text for texts in benign_sets.values() for text in texts],
+        }
+    )
+
+
+def _read_yaml(path: Path, expect: type) -> Any:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: file not found; expected a YAML policy file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: cannot be read ({exc}); expected a UTF-8 YAML file") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(data, expect):
+        raise PolicyError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _text_lists(path: Path, data: dict[Any, Any]) -> dict[str, list[str]]:
+    for key, texts in data.items():
+        if not isinstance(texts, list) or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise PolicyError(f"{path}: {key}: expected a list of non-empty strings")
+    return {str(key): list(texts) for key, texts in data.items()}
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key; check its spelling against the default policy"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        elif "got" not in message:
+            message += f", got {err.get('input')!r}"
+        problems.append(f"{path.name}: {where}: {message}")
+    return "; ".join(problems)

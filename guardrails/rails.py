@@ -1,0 +1,236 @@
+"""The input and output rails: run the enabled detectors and turn their findings into one verdict."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from guardrails.harmful import HarmfulDetector, rule_findings
+from guardrails.jailbreak import JailbreakDetector, fragments
+from guardrails.pii import find_pii, mask
+from guardrails.pii import findings as pii_findings
+from guardrails.policy import Policy, TopicalConfig, load_policy
+from guardrails.text import Variant, clean, cut, fold, language, to_text, variants
+from guardrails.topical import TopicalDetector
+from guardrails.verdict import Action, Finding, Verdict
+from knowledge.embedder import Embedder
+
+# Earlier turns matter for split payloads, which come in short pieces: each is cut to this many characters.
+EARLIER_TURN_CHARS = 500
+# The classifier alone blocks a text that asks for nothing only when it is this much above the threshold.
+NO_INTENT_EXTRA = 0.12
+# In an answer, numbered steps and the like count as "asking" for rules that need an intent.
+_INSTRUCTIONS = re.compile(
+    r"(?:^|\n)\s*(?:step\s*\d|\d+[.)]\s)"
+    r"|\b(?:first,|then,|next,|finally,|you(?:'ll| will) need|ingredients|materials"
+    r"|instructions|here(?:'s| is) how)|(?:단계|먼저|다음으로|준비물|재료)",
+    re.IGNORECASE,
+)
+_ALWAYS = re.compile("")
+
+
+@dataclass(frozen=True)
+class _Passed:
+    """The text a verdict hands on: cut to the limit, personal data masked."""
+
+    text: str
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn; dicts with the same keys are accepted wherever a Message is."""
+
+    role: str
+    content: str
+
+
+Conversation = str | bytes | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
+
+
+def user_turns(conversation: Conversation) -> list[str]:
+    """The user messages of a conversation, oldest first; a plain string is one user message."""
+    if isinstance(conversation, str | bytes):
+        return [to_text(conversation)]
+    items = [conversation] if isinstance(conversation, Message | Mapping) else list(conversation)
+    turns = []
+    for item in items:
+        if isinstance(item, Message):
+            role, content = item.role, item.content
+        else:
+            role, content = item.get("role", "user"), item.get("content", "")
+        if role == "user":
+            turns.append(to_text(content) if isinstance(content, str | bytes) else str(content))
+    return turns
+
+
+class Guardrails:
+    """Built once from a policy and an embedder (None: rules only); check_input / check_output per message."""
+
+    def __init__(self, policy: Policy | None = None, embedder: Embedder | None = None) -> None:
+        self.policy = policy or load_policy()
+        self.embedder = embedder
+        self.harmful = HarmfulDetector(
+            self.policy.harmful, self.policy.exemplars, self.policy.benign, embedder
+        )
+        self.jailbreak = JailbreakDetector(self.policy.jailbreak, self.policy.harmful.intent)
+        self.topical = TopicalDetector(self.policy.topical, embedder)
+
+    @classmethod
+    def load(
+        cls,
+        policy_path: Path | None = None,
+        embedder: Embedder | None = None,
+        topical_mode: Literal["allow", "warn", "redirect"] | None = None,
+    ) -> Guardrails:
+        """From a policy file (default: the shipped one), optionally overriding the topical mode."""
+        policy = load_policy(policy_path)
+        if topical_mode is not None:
+            topical = TopicalConfig.model_validate({**policy.topical.model_dump(), "mode": topical_mode})
+            policy = policy.model_copy(update={"topical": topical})
+        return cls(policy, embedder)
+
+    def check_input(self, conversation: Conversation) -> Verdict:
+        """Verdict on the last user message, read together with the recent turns before it."""
+        rails: set[str] = set(self.policy.rails.input)
+        turns = user_turns(conversation) or [""]
+        text, truncated = clean(turns[-1], self.policy.limits.max_chars)
+        spans = find_pii(text, self.policy.pii.kinds) if "pii" in rails else []
+        masked = mask(text, spans, self.policy.pii.mask)
+        lang = language(text)
+        base = _Passed(masked, truncated)
+        if not text.strip():
+            return Verdict(action="allowed", masked_text=base.text, truncated=base.truncated)
+
+        scanned = cut(text, self.policy.limits.scan_chars)[0]
+        readings = [*variants(scanned), *fragments(fold(scanned))]
+        blocking = self._rule_findings(readings, rails)
+        earlier = [clean(t, EARLIER_TURN_CHARS)[0] for t in turns[-self.policy.jailbreak.history_turns : -1]]
+        if earlier:
+            blocking += self._new_in_conversation(earlier, scanned, rails, {f.rule for f in blocking})
+
+        vector = (
+            self._embed(masked) if ("harmful" in rails or self.topical.active) and self.embedder else None
+        )
+        classify = lang in self.policy.harmful.classifier_languages
+        if vector is not None and "harmful" in rails and classify and not blocking:
+            found = self.harmful.classify(vector)
+            if found and (
+                any(self.harmful.has_intent(r.text) for r in readings)
+                or found.score
+                >= self.policy.harmful.categories[found.category or ""].threshold + NO_INTENT_EXTRA
+            ):
+                blocking.append(found)
+
+        found_pii = pii_findings(spans)
+        if blocking:
+            decider = min(blocking, key=_priority)
+            message = (
+                self.policy.messages.jailbreak.pick(lang)
+                if decider.rail == "jailbreak"
+                else self.policy.refusal(decider.category, lang)
+            )
+            return self._verdict("blocked", decider, message, [*blocking, *found_pii], base)
+
+        if vector is not None and "topical" in rails:
+            off_topic = self.topical.check(text, vector)
+            if off_topic:
+                message = self.policy.topical.message.pick(lang)
+                if self.policy.topical.mode == "redirect":
+                    return self._verdict("blocked", off_topic, message, [off_topic, *found_pii], base)
+                action: Action = "masked" if spans else "allowed"
+                return self._verdict(action, off_topic, message, [off_topic, *found_pii], base)
+
+        if spans:
+            return self._verdict("masked", found_pii[0], None, found_pii, base)
+        return Verdict(action="allowed", masked_text=base.text, truncated=base.truncated)
+
+    def check_output(self, question: str, answer: str, passages: Sequence[str] = ()) -> Verdict:
+        """Verdict on a generated answer: unsafe content, and personal data found in neither the question
+        nor the passages (that data is masked). Unsupported-claim checks belong to the answer pipeline."""
+        rails: set[str] = set(self.policy.rails.output)
+        text, truncated = clean(answer, self.policy.limits.max_chars)
+        lang = language(question + " " + text)
+        spans = find_pii(text, self.policy.pii.kinds) if "pii" in rails else []
+        known = _normalised(" ".join([question, *passages]))
+        leaked = [s for s in spans if _normalised(text[s.start : s.end]) not in known]
+        masked = mask(text, leaked, self.policy.pii.mask)
+        base = _Passed(masked, truncated)
+
+        if "harmful" in rails:
+            asked = self.harmful.has_intent(fold(question))
+            intent = [*self.harmful.intent, _INSTRUCTIONS, *([_ALWAYS] if asked else [])]
+            scanned = cut(text, self.policy.limits.scan_chars)[0]
+            found = rule_findings(self.harmful.rules, variants(scanned), intent, rail="harmful")
+            if found:
+                decider = min(found, key=_priority)
+                message = self.policy.refusal(decider.category, lang)
+                return self._verdict("blocked", decider, message, found, base)
+        if leaked:
+            leaks = [f.model_copy(update={"rule": f"leak.{f.rule}"}) for f in pii_findings(leaked)]
+            return self._verdict("masked", leaks[0], None, leaks, base)
+        return Verdict(action="allowed", masked_text=base.text, truncated=base.truncated)
+
+    def _rule_findings(self, readings: list[Variant], rails: set[str]) -> list[Finding]:
+        found = []
+        if "harmful" in rails:
+            found += self.harmful.check_rules(readings)
+        if "jailbreak" in rails:
+            found += self.jailbreak.check(readings)
+        return found
+
+    def _new_in_conversation(
+        self, earlier: list[str], last: str, rails: set[str], seen: set[str]
+    ) -> list[Finding]:
+        """Rule findings that appear only when the last message is read with the earlier turns: a request
+        split over turns. Findings the earlier turns raise alone are not held against the new message."""
+        limit = self.policy.limits.scan_chars
+        before = cut("\n".join(earlier), limit)[0]
+        together = cut(before + "\n" + last, limit)[0]
+        old = {f.rule for f in self._rule_findings([*variants(before), *fragments(fold(before))], rails)}
+        new = []
+        for finding in self._rule_findings([*variants(together), *fragments(fold(together))], rails):
+            if finding.rule not in old and finding.rule not in seen:
+                new.append(finding.model_copy(update={"rule": finding.rule + "@conversation"}))
+        return new
+
+    def _embed(self, text: str) -> np.ndarray | None:
+        assert self.embedder is not None
+        return self.embedder.embed([text[: self.policy.limits.embed_chars]])[0]  # (D,)
+
+    @staticmethod
+    def _verdict(
+        action: Action, decider: Finding, message: str | None, findings: list[Finding], base: _Passed
+    ) -> Verdict:
+        return Verdict(
+            action=action,
+            rail=decider.rail,
+            rule=decider.rule,
+            category=decider.category,
+            score=decider.score,
+            message=message,
+            findings=findings,
+            masked_text=base.text,
+            truncated=base.truncated,
+        )
+
+
+def _priority(finding: Finding) -> tuple[int, int]:
+    """Self-harm first (its message offers help), then harmful rules, jailbreak rules, the classifier."""
+    if finding.category == "self_harm":
+        return (0, 0)
+    if finding.rail == "harmful" and not finding.rule.endswith(".exemplars"):
+        return (1, 0)
+    if finding.rail == "jailbreak":
+        return (2, 0)
+    return (3, 0)
+
+
+def _normalised(text: str) -> str:
+    """Lower case without spaces and separators, so '010-1234-5678' and '01012345678' compare equal."""
+    return re.sub(r"[\s\-().]", "", text.lower())

@@ -1,0 +1,151 @@
+"""Text preparation shared by the detectors: cleaning, truncation, language, and decoded variants.
+
+Long texts are cut deliberately, not sampled at random: the first three quarters of the budget keep the
+head (where a request usually is) and the last quarter the tail (where injected instructions often hide),
+joined by a marker line. Everything downstream, the masked text included, sees only that cut text. The
+rules read a shorter cut of the same shape (`limits.scan_chars`), because their time grows with length.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+import unicodedata
+from dataclasses import dataclass
+
+CUT_MARKER = "\n[…]\n"
+_KEEP_CONTROLS = {"\n", "\t"}
+_LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
+)
+_SPACED_LETTERS = re.compile(r"\b(?:[a-z][ .\-_*]){2,}[a-z]\b")
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+_HEX = re.compile(r"(?:\b|0x)((?:[0-9a-f]{2}[\s:,]?){8,})", re.IGNORECASE)
+_WHITESPACE = re.compile(r"\s+")
+_MENTIONS_ROT13 = re.compile(r"\brot[- ]?13\b", re.IGNORECASE)
+_REVERSED = re.compile(r"\b(reverse[ds]?|backwards?)\b", re.IGNORECASE)
+
+
+def to_text(value: str | bytes) -> str:
+    """Any input as a str: bytes decoded as UTF-8 with bad sequences replaced, lone surrogates replaced."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value.encode("utf-8", errors="replace").decode("utf-8")
+
+
+def cut(text: str, max_chars: int) -> tuple[str, bool]:
+    """Keep head and tail of a text longer than `max_chars` (see the module docstring)."""
+    if len(text) <= max_chars:
+        return text, False
+    tail = max_chars // 4
+    head = max_chars - tail - len(CUT_MARKER)
+    return text[:head] + CUT_MARKER + text[-tail:], True
+
+
+def clean(value: str | bytes, max_chars: int) -> tuple[str, bool]:
+    """Cut, then drop control characters (newlines and tabs stay). Returns (text, was_cut)."""
+    text, was_cut = cut(to_text(value), max_chars)
+    text = "".join(ch for ch in text if ch in _KEEP_CONTROLS or unicodedata.category(ch) != "Cc")
+    return text, was_cut
+
+
+def fold(text: str) -> str:
+    """The form rules match against: NFKC, no invisible format characters, lower case, single spaces."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
+    return _WHITESPACE.sub(" ", text.lower()).strip()
+
+
+def language(text: str) -> str:
+    """'ko' when Hangul makes up at least a third of the letters, else 'en'."""
+    hangul = sum(1 for ch in text if "\uac00" <= ch <= "\ud7a3" or "\u3131" <= ch <= "\u318e")
+    latin = sum(1 for ch in text if ch.isascii() and ch.isalpha())
+    return "ko" if hangul and hangul * 3 >= hangul + latin else "en"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One reading of a text: 'plain', or how it was decoded (leet, spaced, base64, hex, rot13, reversed)."""
+
+    how: str
+    text: str
+
+
+def variants(raw: str) -> list[Variant]:
+    """The folded text plus every decoded reading that differs from it; hidden payloads show up here."""
+    folded = fold(raw)
+    found = [Variant("plain", folded)]
+    seen = {folded}
+
+    def add(how: str, text: str) -> None:
+        text = _WHITESPACE.sub(" ", text.lower()).strip()
+        if text and text not in seen:
+            seen.add(text)
+            found.append(Variant(how, text))
+
+    add("leet", " ".join(_deleet_token(token) for token in folded.split(" ")))
+    add("spaced", _SPACED_LETTERS.sub(_join_letters, folded))
+    # "make a b o m b": the article is swallowed by the run, so also read the run without its first letter.
+    add("spaced", _SPACED_LETTERS.sub(lambda m: m.group(0)[:2] + _join_letters_text(m.group(0)[2:]), folded))
+    # Base64 is case-sensitive, so payloads are decoded from the text before folding.
+    decoded = [*_base64_payloads(raw), *_hex_payloads(raw)]
+    if decoded:
+        add("encoded", " . ".join(decoded))
+    if _MENTIONS_ROT13.search(folded):
+        add("rot13", codecs.decode(folded, "rot13"))
+    if _REVERSED.search(folded):
+        add("reversed", folded[::-1])
+    return found
+
+
+def _join_letters_text(text: str) -> str:
+    return re.sub(r"[ .\-_*]", "", text)
+
+
+def _join_letters(match: re.Match[str]) -> str:
+    return _join_letters_text(match.group(0))
+
+
+def _deleet_token(token: str) -> str:
+    """Only tokens mixing letters with look-alike digits or symbols: "b0mb" is read, "2024" is not."""
+    if not any("a" <= ch <= "z" for ch in token):
+        return token
+    return token.translate(_LEET) if any(ch in "013457@$!" for ch in token.rstrip("!.?,")) else token
+
+
+def _printable(raw: bytes) -> str | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    letters = sum(1 for ch in text if ch.isalpha() or ch.isspace())
+    return text if len(text) >= 6 and letters >= 0.8 * len(text) else None
+
+
+def _base64_payloads(text: str) -> list[str]:
+    out = []
+    for match in _BASE64.finditer(text):
+        token = match.group(0).rstrip("=").replace("-", "+").replace("_", "/")
+        try:
+            raw = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        decoded = _printable(raw)
+        if decoded:
+            out.append(decoded)
+    return out
+
+
+def _hex_payloads(text: str) -> list[str]:
+    out = []
+    for match in _HEX.finditer(text):
+        digits = re.sub(r"[\s:,]", "", match.group(1))
+        if len(digits) % 2:
+            digits = digits[:-1]
+        decoded = _printable(bytes.fromhex(digits))
+        if decoded:
+            out.append(decoded)
+    return out

@@ -1,0 +1,98 @@
+"""Personal data: what is masked, what checksums reject, and what the output rail lets through."""
+
+from __future__ import annotations
+
+import pytest
+
+from guardrails import Guardrails
+from guardrails.pii import find_pii, iban_ok, luhn_ok, rrn_ok
+
+ALL_KINDS = ["email", "phone", "card", "rrn", "ip", "iban", "secret"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("write to kim.minsu+bot@example.co.kr please", "email", "kim.minsu+bot@example.co.kr"),
+        ("내 번호는 010-2345-6789 입니다", "phone", "010-2345-6789"),
+        ("call 01098765432 tonight", "phone", "01098765432"),
+        ("사무실 02-312-4567로 전화", "phone", "02-312-4567"),
+        ("부산 051 123 4567", "phone", "051 123 4567"),
+        ("reach me on +44 20 7946 0958", "phone", "+44 20 7946 0958"),
+        ("US office (415) 555-0132", "phone", "(415) 555-0132"),
+        ("card 4539 5787 6362 1486 exp 12/29", "card", "4539 5787 6362 1486"),
+        ("mastercard 5555-5555-5555-4444", "card", "5555-5555-5555-4444"),
+        ("주민번호 850315-2123450", "rrn", "850315-2123450"),
+        ("rrn 0102033123451", "rrn", "0102033123451"),
+        ("server at 203.0.113.45 is down", "ip", "203.0.113.45"),
+        ("ipv6 2001:db8:85a3::8a2e:370:7334 here", "ip", "2001:db8:85a3::8a2e:370:7334"),
+        ("pay to DE89 3704 0044 0532 0130 00", "iban", "DE89 3704 0044 0532 0130 00"),
+        ("iban GB82WEST12345698765432", "iban", "GB82WEST12345698765432"),
+        (
+            "token hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+            "secret",
+            "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+        ),
+        (
+            "bot 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawA ok",
+            "secret",
+            "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawA",
+        ),
+        ("aws AKIAIOSFODNN7EXAMPLE", "secret", "AKIAIOSFODNN7EXAMPLE"),
+        ("gh ghp_0123456789abcdefghijABCDEFGHIJ012345", "secret", "ghp_0123456789abcdefghijABCDEFGHIJ012345"),
+        (
+            "google AIzaSyD-0123456789abcdefghijABCDEFGHIJK",
+            "secret",
+            "AIzaSyD-0123456789abcdefghijABCDEFGHIJK",
+        ),
+    ],
+)
+def test_pii_is_found_and_masked(rules_guard: Guardrails, text: str, kind: str, value: str) -> None:
+    spans = find_pii(text, ALL_KINDS)
+    assert [(s.kind, text[s.start : s.end]) for s in spans] == [(kind, value)]
+    verdict = rules_guard.check_input(text)
+    assert verdict.action == "masked" and verdict.rail == "pii" and verdict.category == kind
+    assert value not in verdict.masked_text and f"[{kind.upper()}]" in verdict.masked_text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4539 5787 6362 1487 is a typo",  # Luhn fails
+        "주민번호 850315-2123451",  # checksum fails
+        "rrn 851315-2123450",  # month 13
+        "version 999.1.2.3 of the tool",  # not an address
+        "iban DE89 3704 0044 0532 0130 01",  # mod-97 fails
+        "it costs 12,000 won and takes 3-4 days",
+        "meeting at 10:30 on 2024-05-01",
+        "localhost is 127.0.0.1",
+        "the answer is 42 and pi is 3.14159",
+    ],
+)
+def test_lookalikes_with_bad_checksums_are_not_masked(rules_guard: Guardrails, text: str) -> None:
+    assert find_pii(text, ALL_KINDS) == []
+    assert rules_guard.check_input(text).action == "allowed"
+
+
+def test_checksum_functions() -> None:
+    assert luhn_ok("4539578763621486") and not luhn_ok("4539578763621487")
+    assert rrn_ok("8503152123450") and not rrn_ok("8503152123451") and not rrn_ok("85031521234")
+    assert iban_ok("GB82 WEST 1234 5698 7654 32") and not iban_ok("GB83 WEST 1234 5698 7654 32")
+
+
+def test_several_kinds_in_one_message_are_all_masked(rules_guard: Guardrails) -> None:
+    verdict = rules_guard.check_input("I'm a@b.io, 010-1111-2222, card 5555555555554444")
+    assert verdict.masked_text == "I'm [EMAIL], [PHONE], card [CARD]"
+    assert [f.category for f in verdict.findings] == ["email", "phone", "card"]
+
+
+def test_output_masks_pii_found_in_neither_question_nor_passages(rules_guard: Guardrails) -> None:
+    answer = "Contact the clinic at 02-312-4567 or Dr Kim at kim@clinic.example.com."
+    in_passage = rules_guard.check_output("How do I book?", answer, ["Clinic phone: 02 312 4567"])
+    assert in_passage.action == "masked"
+    assert "02-312-4567" in in_passage.masked_text and "[EMAIL]" in in_passage.masked_text
+    assert in_passage.rule == "leak.email"
+    grounded = rules_guard.check_output(
+        "Email kim@clinic.example.com?", answer, ["Clinic phone: 02-312-4567"]
+    )
+    assert grounded.action == "allowed" and grounded.masked_text == answer
