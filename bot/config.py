@@ -84,6 +84,35 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="Log level.")
 
+    # --- answer pipeline ------------------------------------------------------------------------------------
+    domain: str = Field(
+        "running domainbot: adding documents, rating answers, training rounds and configuration",
+        description="What the bot is an expert in; the system prompt names it.",
+    )
+    prompt_file: Path | None = Field(None, description="Answer prompt YAML (default: the one shipped with domainbot).")
+    fewshot_file: Path | None = Field(
+        None, description="Few-shot examples, JSON lines with question, passages, answer (default: shipped)."
+    )
+    fewshot_k: int = Field(2, ge=0, le=10, description="Few-shot examples per question, the most similar first.")
+    retrieval_k: int = Field(4, ge=0, le=20, description="Passages retrieved per question.")
+    inform_policy: Literal["annotate", "drop", "refuse"] = Field(
+        "annotate",
+        description="What Inform does with claims the passages do not support: mark them (unverified), drop "
+        "them, or answer that it could not verify the answer.",
+    )
+    inform_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="Support a claim needs from its best passage to count as verified."
+    )
+    drop_flagged_passages: bool = Field(
+        False, description="Leave out passages flagged as likely prompt injection instead of fencing them."
+    )
+    memory_turns: int = Field(6, ge=0, le=100, description="Exchanges remembered per conversation.")
+    wolfram_url: str | None = Field(
+        None, description="WolframAlpha v2 query endpoint (default: the public API); used with WOLFRAM_APP_ID."
+    )
+    wolfram_timeout: float = Field(8.0, gt=0, le=60, description="Seconds to wait for WolframAlpha.")
+    # --- end of answer pipeline -----------------------------------------------------------------------------
+
     # --- knowledge base -------------------------------------------------------------------------------------
     embedder_path: Path | None = Field(
         None,
