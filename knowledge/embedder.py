@@ -37,24 +37,40 @@ def default_embedder_path() -> Path:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model loaded from a local folder (never from a hub)."""
+    """A sentence-transformers model loaded from a local folder (never from a hub).
+
+    Plain BERT models with mean pooling (the default all-MiniLM-L6-v2 among them) run on the plain-torch encoder
+    in `knowledge.bert`, which gives the same vectors without importing sentence-transformers (seconds of
+    start-up); any other model goes through sentence-transformers itself.
+    """
 
     def __init__(self, path: Path | None = None, device: str = "cpu", batch_size: int = 64) -> None:
-        from sentence_transformers import SentenceTransformer
+        from knowledge.bert import NativeBert, unsupported_reason
 
         self.path = path or default_embedder_path()
         if not (self.path / "config.json").exists() and not (self.path / "modules.json").exists():
             raise FileNotFoundError(
                 f"{self.path} is not a sentence-transformers model folder (no modules.json or config.json)."
             )
-        self.model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
         self.name = self.path.name if self.path.name != "model" else self.path.parent.name
+        self.batch_size = batch_size
+        self.native: NativeBert | None = None
+        if device == "cpu" and unsupported_reason(self.path) is None:
+            self.native = NativeBert(self.path)
+            self.dimension = self.native.dimension
+            return
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
         dimension_of = getattr(self.model, "get_embedding_dimension", None)
         dimension_of = dimension_of or self.model.get_sentence_embedding_dimension
         self.dimension = int(dimension_of() or 0)
-        self.batch_size = batch_size
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if self.native is not None:
+            vectors = self.native.encode(texts, self.batch_size)
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
         vectors = self.model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
         )
