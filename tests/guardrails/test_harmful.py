@@ -36,7 +36,8 @@ def test_every_category_has_english_and_korean_rules_and_cases(real_guard: Guard
 @pytest.mark.parametrize(("text", "category"), [(t, c) for t, c in HARMFUL_KO])
 def test_korean_is_blocked_by_rules_alone(rules_guard: Guardrails, text: str, category: str) -> None:
     verdict = rules_guard.check_input(text)
-    assert verdict.action == "blocked" and verdict.category == category, verdict
+    assert verdict.action == "blocked", verdict
+    assert category in {f.category for f in verdict.findings}
 
 
 def test_refusal_is_in_the_users_language(rules_guard: Guardrails) -> None:
