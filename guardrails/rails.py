@@ -117,7 +117,8 @@ class Guardrails:
         )
         classify = lang in self.policy.harmful.classifier_languages
         if vector is not None and "harmful" in rails and classify and not blocking:
-            found = self.harmful.classify(vector)
+            setting = any(self.harmful.in_game_or_fiction(r.text) for r in readings)
+            found = self.harmful.classify(vector, self.policy.harmful.setting_margin if setting else 0.0)
             # Only a text that asks for something: a question about a word or an event is not a request.
             if found and any(self.harmful.has_intent(r.text) for r in readings):
                 blocking.append(found)
