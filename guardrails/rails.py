@@ -112,11 +112,11 @@ class Guardrails:
         if earlier:
             blocking += self._new_in_conversation(earlier, scanned, rails, {f.rule for f in blocking})
 
-        vector = (
-            self._embed(masked) if ("harmful" in rails or self.topical.active) and self.embedder else None
-        )
-        classify = lang in self.policy.harmful.classifier_languages
-        if vector is not None and "harmful" in rails and classify and not blocking:
+        classify = "harmful" in rails and lang in self.policy.harmful.classifier_languages
+        # One embedder call per message, and none when a rule already decided or nothing would use it.
+        wanted = not blocking and (classify or ("topical" in rails and self.topical.active))
+        vector = self._embed(masked) if wanted and self.embedder is not None else None
+        if vector is not None and classify:
             setting = any(self.harmful.in_game_or_fiction(r.text) for r in readings)
             found = self.harmful.classify(vector, self.policy.harmful.setting_margin if setting else 0.0)
             # Only a text that asks for something: a question about a word or an event is not a request.
