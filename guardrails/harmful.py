@@ -54,6 +54,7 @@ class HarmfulDetector:
     ) -> None:
         self.config = config
         self.intent = [compile_pattern(p) for p in config.intent]
+        self.settings = [compile_pattern(p) for p in config.game_or_fiction]
         self.rules = {name: category.rules for name, category in config.categories.items()}
         self.embedder = embedder
         self.categories = [name for name in config.categories if exemplars.get(name)]
@@ -70,8 +71,12 @@ class HarmfulDetector:
     def check_rules(self, variants: Sequence[Variant]) -> list[Finding]:
         return rule_findings(self.rules, variants, self.intent, rail="harmful")
 
-    def classify(self, vector: np.ndarray) -> Finding | None:
-        """The exemplar classifier for one (D,) unit vector; None when no category is close enough."""
+    def in_game_or_fiction(self, text: str) -> bool:
+        return any(p.search(text) for p in self.settings)
+
+    def classify(self, vector: np.ndarray, extra: float = 0.0) -> Finding | None:
+        """The exemplar classifier for one (D,) unit vector; None when no category is close enough.
+        `extra` raises every threshold (a game or fiction setting makes a look-alike more likely)."""
         if self._harmful is None:
             return None
         k = self.config.neighbours
@@ -81,7 +86,7 @@ class HarmfulDetector:
         for index, name in enumerate(self.categories):
             category: Category = self.config.categories[name]
             score = _top_mean(sims[self._labels == index], k)
-            close_enough = score >= category.threshold and score - benign >= category.margin
+            close_enough = score >= category.threshold + extra and score - benign >= category.margin
             if close_enough and (best is None or score > best.score):
                 best = Finding(rail="harmful", rule=f"{name}.exemplars", category=name, score=round(score, 4))
         return best

@@ -127,12 +127,19 @@ class HarmfulConfig(_Strict):
     neighbours: int = Field(
         default=2, ge=1, le=10, description="Similarity = mean of this many nearest exemplars."
     )
+    game_or_fiction: list[str] = Field(
+        default_factory=list,
+        description="Patterns for a game or story setting; there the classifier needs `setting_margin` more.",
+    )
+    setting_margin: Fraction = Field(
+        default=0.1, description="Extra similarity needed in a game or fiction setting."
+    )
     classifier_languages: list[Literal["en", "ko"]] = Field(
         default_factory=_english_only,
         description="Languages the embedder separates well; other languages are judged by rules only.",
     )
 
-    @field_validator("intent")
+    @field_validator("intent", "game_or_fiction")
     @classmethod
     def _valid_intent(cls, value: list[str]) -> list[str]:
         for i, pattern in enumerate(value):

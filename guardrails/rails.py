@@ -22,8 +22,6 @@ from knowledge.embedder import Embedder
 
 # Earlier turns matter for split payloads, which come in short pieces: each is cut to this many characters.
 EARLIER_TURN_CHARS = 500
-# The classifier alone blocks a text that asks for nothing only when it is this much above the threshold.
-NO_INTENT_EXTRA = 0.12
 # In an answer, numbered steps and the like count as "asking" for rules that need an intent.
 _INSTRUCTIONS = re.compile(
     r"(?:^|\n)\s*(?:step\s*\d|\d+[.)]\s)"
@@ -114,17 +112,15 @@ class Guardrails:
         if earlier:
             blocking += self._new_in_conversation(earlier, scanned, rails, {f.rule for f in blocking})
 
-        vector = (
-            self._embed(masked) if ("harmful" in rails or self.topical.active) and self.embedder else None
-        )
-        classify = lang in self.policy.harmful.classifier_languages
-        if vector is not None and "harmful" in rails and classify and not blocking:
-            found = self.harmful.classify(vector)
-            if found and (
-                any(self.harmful.has_intent(r.text) for r in readings)
-                or found.score
-                >= self.policy.harmful.categories[found.category or ""].threshold + NO_INTENT_EXTRA
-            ):
+        classify = "harmful" in rails and lang in self.policy.harmful.classifier_languages
+        # One embedder call per message, and none when a rule already decided or nothing would use it.
+        wanted = not blocking and (classify or ("topical" in rails and self.topical.active))
+        vector = self._embed(masked) if wanted and self.embedder is not None else None
+        if vector is not None and classify:
+            setting = any(self.harmful.in_game_or_fiction(r.text) for r in readings)
+            found = self.harmful.classify(vector, self.policy.harmful.setting_margin if setting else 0.0)
+            # Only a text that asks for something: a question about a word or an event is not a request.
+            if found and any(self.harmful.has_intent(r.text) for r in readings):
                 blocking.append(found)
 
         found_pii = pii_findings(spans)

@@ -10,8 +10,9 @@ from guardrails import Guardrails, Message, Verdict
 from guardrails.text import CUT_MARKER
 
 MEGABYTE = 1_000_000
-# Generous per-message ceiling for a shared two-core machine; the eval reports the real p50 (<= 15 ms).
-BUDGET_S = 0.25
+# Rule time (model calls excluded) for the worst megabyte input is about 60 ms here; a ceiling well above
+# that still catches a pattern that backtracks quadratically (which took 0.1 to 0.7 s).
+RULES_BUDGET_S = 0.15
 
 BAD_INPUTS: list[str | bytes] = [
     "",
@@ -30,14 +31,17 @@ BAD_INPUTS: list[str | bytes] = [
 
 
 @pytest.mark.parametrize("text", BAD_INPUTS, ids=lambda t: repr(t[:20]))
-def test_bad_input_gets_a_verdict_quickly(real_guard: Guardrails, text: str | bytes) -> None:
+def test_bad_input_gets_a_verdict_quickly(
+    rules_guard: Guardrails, real_guard: Guardrails, text: str | bytes
+) -> None:
     start = time.perf_counter()
-    verdict = real_guard.check_input(text)
+    verdict = rules_guard.check_input(text)
     elapsed = time.perf_counter() - start
-    assert isinstance(verdict, Verdict) and verdict.allowed
-    assert elapsed < BUDGET_S, f"{elapsed:.3f}s"
-    assert len(verdict.masked_text) <= real_guard.policy.limits.max_chars
-    verdict.masked_text.encode("utf-8")  # always valid text
+    assert elapsed < RULES_BUDGET_S, f"{elapsed:.3f}s"
+    for checked in (verdict, real_guard.check_input(text)):
+        assert isinstance(checked, Verdict) and checked.allowed
+        assert len(checked.masked_text) <= rules_guard.policy.limits.max_chars
+        checked.masked_text.encode("utf-8")  # always valid text
 
 
 def test_long_text_keeps_head_and_tail(rules_guard: Guardrails) -> None:

@@ -1,0 +1,1 @@
+"""Exemplar texts for the embedding classifier (YAML data, shipped with the package)."""
