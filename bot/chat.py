@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
 from bot.conversation import Conversation
 from bot.errors import DomainbotError
 from bot.model.backend import Backend, GenerationParams, GenerationResult
 from bot.model.text_formats import STOP_STRINGS
+
+if TYPE_CHECKING:
+    from bot.pipeline import Citation
 
 OnPiece = Callable[[str], None]
 
@@ -27,6 +31,15 @@ class Reply:
     usage: dict[str, int] = field(default_factory=dict)
     # Seconds per stage: prompt (templating), first_token, generate, total; load when the model loaded for it.
     timings: dict[str, float] = field(default_factory=dict)
+    # The model alone: nothing checks its text and no passages are cited.
+    citations: list[Citation] = field(default_factory=list)
+
+    @property
+    def raw_text(self) -> str:
+        return self.text
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def generation_params(settings: Settings) -> GenerationParams:

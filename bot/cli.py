@@ -18,6 +18,7 @@ from bot.commands.guardrails import eval_guardrails, guard_app
 from bot.commands.knowledge import eval_retrieval, kb_app
 from bot.config import Settings, describe_settings, load_settings
 from bot.errors import DomainbotError
+from bot.terminal import Session
 
 # domainbot never downloads at run time: models come from local folders or what is already cached.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -104,14 +105,29 @@ def _with_overrides(loaded: Settings, max_tokens: int | None, temperature: float
     return loaded.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
+Raw = Annotated[
+    bool, typer.Option("--raw", help="The model alone: no retrieval, guardrails, computation or fact checks.")
+]
+
+
+def _session(settings: Settings, raw: bool) -> Session:
+    if raw:
+        from bot.chat import ChatSession
+
+        return ChatSession.from_settings(settings)
+    from bot.pipeline import Pipeline, PipelineSession
+
+    return PipelineSession(Pipeline.from_settings(settings))
+
+
 @app.command()
-def chat(max_tokens: MaxTokens = None, temperature: Temperature = None, seed: Seed = None) -> None:
-    """Chat in the terminal (streaming, with history). Piped input: one question per line."""
-    from bot.chat import ChatSession
+def chat(
+    max_tokens: MaxTokens = None, temperature: Temperature = None, seed: Seed = None, raw: Raw = False
+) -> None:
+    """Chat in the terminal: grounded, cited answers, streamed, with history. Piped: one question per line."""
     from bot.terminal import run_chat
 
-    session = ChatSession.from_settings(_with_overrides(settings(), max_tokens, temperature, seed))
-    run_chat(session)
+    run_chat(_session(_with_overrides(settings(), max_tokens, temperature, seed), raw))
 
 
 @app.command()
@@ -121,25 +137,25 @@ def ask(
     max_tokens: MaxTokens = None,
     temperature: Temperature = None,
     seed: Seed = None,
+    raw: Raw = False,
 ) -> None:
     """Answer one question and exit."""
-    from dataclasses import asdict
+    from bot.terminal import show_reply
 
-    from bot.chat import ChatSession
+    session = _session(_with_overrides(settings(), max_tokens, temperature, seed), raw)
+    stream = not as_json and sys.stdout.isatty()
 
-    session = ChatSession.from_settings(_with_overrides(settings(), max_tokens, temperature, seed))
-    stream_to_terminal = not as_json
-
-    def show(piece: str) -> None:
+    def write(piece: str) -> None:
         sys.stdout.write(piece)
         sys.stdout.flush()
 
-    reply = session.ask(question, on_piece=show if stream_to_terminal else None)
-    if as_json:
-        reply.timings = {**session.load_timings, **reply.timings}
-        typer.echo(json.dumps(asdict(reply), ensure_ascii=False))
-    else:
-        sys.stdout.write("\n")
+    reply = session.ask(question, on_piece=write if stream else None)
+    if not as_json:
+        show_reply(reply, sys.stdout, streamed=stream)
+        return
+    data = reply.to_json()
+    data["timings"] = {**session.load_timings, **data["timings"]}
+    typer.echo(json.dumps(data, ensure_ascii=False))
 
 
 @model_app.command("prepare")

@@ -95,6 +95,9 @@ class Answer(BaseModel):
     usage: dict[str, int] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump()
+
 
 @dataclass(frozen=True)
 class PipelineOptions:
@@ -332,7 +335,7 @@ class Pipeline:
                 conversation_id=answer.conversation_id,
                 user_id=user_id,
                 channel=channel,
-                passage_ids=[s.passage_id or s.source for s in used],
+                passage_ids=[f"{s.source}#{s.passage_id}" if s.passage_id else s.source for s in used],
                 timings=dict(clock.timings),
                 verdicts=answer.verdicts,
             )
@@ -342,6 +345,29 @@ class Pipeline:
                 log.warning("Could not log the interaction (the answer still goes out): %s", exc)
         answer.timings = clock.finish()
         return answer
+
+
+class PipelineSession:
+    """One conversation through the pipeline, for the terminal chat."""
+
+    def __init__(self, pipeline: Pipeline, conversation_id: str = "terminal", channel: str = "terminal") -> None:
+        self.pipeline = pipeline
+        self.conversation_id = conversation_id
+        self.channel = channel
+
+    @property
+    def backend(self) -> Backend:
+        return self.pipeline.backend
+
+    def ask(self, question: str, on_piece: OnPiece | None = None) -> Answer:
+        return self.pipeline.answer(question, self.conversation_id, channel=self.channel, on_piece=on_piece)
+
+    @property
+    def load_timings(self) -> dict[str, float]:
+        return self.pipeline.load_timings
+
+    def reset(self) -> None:
+        self.pipeline.reset(self.conversation_id)
 
 
 class _Clock:

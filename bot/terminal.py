@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TextIO
 
-from bot.chat import ChatSession
 from bot.errors import DomainbotError
+from bot.model.backend import Backend
 
 HELP = """Commands:
   /reset   forget the conversation so far
@@ -16,7 +17,51 @@ HELP = """Commands:
 Anything else is a question for the bot. Ctrl-C stops an answer that is being written."""
 
 
-def run_chat(session: ChatSession, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+class CitationLike(Protocol):
+    @property
+    def number(self) -> int: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def location(self) -> str: ...
+
+
+class ReplyLike(Protocol):
+    """What the terminal shows of an answer: the checked text, the text as generated, the sources."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def raw_text(self) -> str: ...
+    @property
+    def citations(self) -> Sequence[CitationLike]: ...
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class Session(Protocol):
+    """A conversation the terminal talks to: the full pipeline, or the model alone (`--raw`)."""
+
+    @property
+    def backend(self) -> Backend: ...
+    @property
+    def load_timings(self) -> dict[str, float]: ...
+    def ask(self, question: str, on_piece: Callable[[str], None] | None = None) -> ReplyLike: ...
+    def reset(self) -> None: ...
+
+
+def show_reply(reply: ReplyLike, stdout: TextIO, streamed: bool) -> None:
+    """After streaming, the checked answer if checking changed it; without streaming, the answer. Then sources."""
+    if not streamed:
+        stdout.write(reply.text)
+    elif reply.text.strip() != reply.raw_text.strip():
+        stdout.write(f"\n\n(checked) {reply.text}")
+    for citation in reply.citations:
+        stdout.write(f"\n  [{citation.number}] {citation.source} · {citation.location}")
+    stdout.write("\n")
+    stdout.flush()
+
+
+def run_chat(session: Session, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Talk until /quit or end of input. Returns the number of questions answered."""
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
@@ -42,18 +87,19 @@ def run_chat(session: ChatSession, stdin: TextIO | None = None, stdout: TextIO |
             stdout.write("bot › ")
             stdout.flush()
         try:
-            session.ask(text, on_piece=lambda piece: _write(stdout, piece))
+            # On a terminal the answer streams as it is written; piped, only the checked answer is printed.
+            reply = session.ask(text, on_piece=(lambda piece: _write(stdout, piece)) if interactive else None)
+            show_reply(reply, stdout, streamed=interactive)
         except DomainbotError as exc:
-            stdout.write(f"error: {exc}")
+            stdout.write(f"error: {exc}\n")
         except KeyboardInterrupt:
-            stdout.write(" [stopped]")
-        stdout.write("\n")
+            stdout.write(" [stopped]\n")
         stdout.flush()
         answered += 1
     return answered
 
 
-def _command(text: str, session: ChatSession, stdout: TextIO) -> bool:
+def _command(text: str, session: Session, stdout: TextIO) -> bool:
     """Run a slash command; False means leave the chat."""
     name = text.split()[0].lower()
     if name in ("/quit", "/exit"):

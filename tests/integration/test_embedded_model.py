@@ -48,7 +48,7 @@ def test_greedy_answer_names_paris(
 ) -> None:
     use_models(monkeypatch, prepared_models)
     monkeypatch.setenv("DOMAINBOT_TEMPERATURE", "0")
-    code, out, _ = run_cli(capsys, "ask", "What is the capital of France?", "--json", "--max-tokens", "24")
+    code, out, _ = run_cli(capsys, "ask", "What is the capital of France?", "--json", "--max-tokens", "24", "--raw")
     assert code == 0
     reply = json.loads(out)
     assert "Paris" in reply["text"]
@@ -138,3 +138,22 @@ def test_native_and_transformers_backends_agree(prepared_models: Path, monkeypat
         assert backend.name == name
         answers[name] = (backend.count_tokens(messages), "".join(backend.stream(messages, params, GenerationResult())))
     assert answers["native"] == answers["transformers"]
+
+
+def test_pipeline_answer_from_the_sample_pack(
+    prepared_models: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use_models(monkeypatch, prepared_models)
+    code, out, _ = run_cli(
+        capsys, "ask", "How do I add documents to the knowledge base?", "--json", "--max-tokens", "40"
+    )
+    assert code == 0
+    answer = json.loads(out)
+    assert answer["text"] and answer["interaction_id"]
+    assert answer["verdicts"]["input"]["action"] == "allowed"
+    for stage in ("load", "input_rails", "retrieval", "prompt", "generate", "inform", "output_rails", "log"):
+        assert stage in answer["timings"]
+    from bot.feedback import FeedbackStore
+
+    logged = FeedbackStore.in_data_dir(load_settings().data_dir).get(answer["interaction_id"])
+    assert any("knowledge-base" in passage for passage in logged.passage_ids)
