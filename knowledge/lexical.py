@@ -85,8 +85,18 @@ class LexicalIndex:
             );
             """
         )
-        self._vocabulary: dict[str, int] = dict(db.execute("SELECT term, id FROM terms"))
+        self._vocabulary: dict[str, int] = {}
         self._postings: _Postings | None = None
+        self._data_version = -1
+        self._sync()
+
+    def _sync(self) -> None:
+        """Reload what another process (the CLI beside a running bot) committed since we last looked."""
+        (version,) = self.db.execute("PRAGMA data_version").fetchone()
+        if version != self._data_version:
+            self._vocabulary = dict(self.db.execute("SELECT term, id FROM terms"))
+            self._postings = None
+            self._data_version = version
 
     def _term_ids(self, terms: Iterable[str]) -> None:
         """Give every new term an id; the caller's transaction makes ids and postings land together."""
@@ -102,6 +112,7 @@ class LexicalIndex:
 
     def add(self, chunk_rowids: Sequence[int], texts: Sequence[str]) -> None:
         """Index chunks inside the caller's transaction."""
+        self._sync()
         all_counts = [lexical_terms(text) for text in texts]
         self._term_ids(term for counts in all_counts for term in counts)
         rows = []
@@ -120,6 +131,7 @@ class LexicalIndex:
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk rowid, BM25 score) of the k best chunks, best first; chunks sharing no term are left out."""
+        self._sync()
         postings = self._postings or self._build()
         scores = np.zeros(len(postings.keys), np.float32)
         for term, count in lexical_terms(query).items():
