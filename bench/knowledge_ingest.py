@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -71,6 +72,7 @@ def main() -> None:
         "bare_encode_chunks_per_s": round(len(texts) / min(bare), 1),
         "ingest_chunks_per_s": round(len(texts) / min(ingest), 1),
         "ingest_vs_bare_throughput": round(min(bare) / min(ingest), 3),
+        "ingest_vs_bare_throughput_of_medians": round(statistics.median(bare) / statistics.median(ingest), 3),
         "unchanged_speedup": round(min(ingest) / min(unchanged), 1),
         "targets": {"ingest_vs_bare_throughput": ">= 0.9", "unchanged_speedup": ">= 20"},
     }

@@ -11,7 +11,7 @@ Ingest of a batch of documents, in the order that keeps a crash (even kill -9) r
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -101,41 +101,38 @@ class KnowledgeBase:
     def add(self, paths: Iterable[str | Path], progress: Progress | None = None) -> IngestReport:
         """Ingest files, folders and globs: each is added, unchanged, replaced or failed (with a reason)."""
         files, misses = expand_paths(paths)
-        report = IngestReport([FileResult(name, "failed", reason=reason) for name, reason in misses])
         max_bytes = int(self.config.max_document_mb * 1_000_000)
-        with self._lock:
-            self.recover()
-            batch: list[_Prepared] = []
+
+        def prepared() -> Iterator[tuple[FileResult | None, _Prepared | None]]:
             for done, path in enumerate(files, start=1):
-                result, prepared = self._prepare(path, max_bytes)
-                if result is not None:
-                    report.results.append(result)
-                if prepared is not None:
-                    batch.append(prepared)
-                    if sum(len(p.chunks) for p in batch) >= self.config.embed_batch_chunks:
-                        report.results.extend(self._write(batch))
-                        batch = []
+                yield self._prepare(path, max_bytes)
                 if progress is not None:
                     progress(str(path), done, len(files))
-            if batch:
-                report.results.extend(self._write(batch))
+
+        report = self._ingest(prepared())
+        report.results[:0] = [FileResult(name, "failed", reason=reason) for name, reason in misses]
         return report
 
-    def add_documents(self, documents: Sequence[Document]) -> IngestReport:
+    def add_documents(self, documents: Iterable[Document]) -> IngestReport:
         """Ingest documents built in memory (no file behind them), with the same idempotence as `add`."""
+        return self._ingest(self._prepare_document(doc) for doc in documents)
+
+    def _ingest(self, items: Iterable[tuple[FileResult | None, _Prepared | None]]) -> IngestReport:
+        """Write prepared documents in batches of about `embed_batch_chunks` chunks, under the write lock."""
         report = IngestReport()
         with self._lock:
             self.recover()
             batch: list[_Prepared] = []
-            for doc in documents:
-                result, prepared = self._prepare_document(doc)
+            batch_chunks = 0
+            for result, prepared in items:
                 if result is not None:
                     report.results.append(result)
                 if prepared is not None:
                     batch.append(prepared)
-                    if sum(len(p.chunks) for p in batch) >= self.config.embed_batch_chunks:
-                        report.results.extend(self._write(batch))
-                        batch = []
+                    batch_chunks += len(prepared.chunks)
+                if batch_chunks >= self.config.embed_batch_chunks:
+                    report.results.extend(self._write(batch))
+                    batch, batch_chunks = [], 0
             if batch:
                 report.results.extend(self._write(batch))
         return report

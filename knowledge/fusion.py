@@ -37,8 +37,10 @@ def convex_combination(
     floor_dense = min((s for _, s in dense), default=0.0)
     cosine = dict(dense)
     bm25 = {key: score / best_lexical for key, score in lexical}
+    # Lexical order first and a stable sort: ties keep the lexical ranking, so weight 0 reproduces it.
+    keys = dict.fromkeys([key for key, _ in lexical] + [key for key, _ in dense])
     scores = {
         key: dense_weight * cosine.get(key, floor_dense) + (1.0 - dense_weight) * bm25.get(key, 0.0)
-        for key in cosine.keys() | bm25.keys()
+        for key in keys
     }
     return sorted(scores.items(), key=lambda item: item[1], reverse=True)

@@ -26,56 +26,19 @@ FIELD_WEIGHTS = {"c": 1.0, "w": 0.7}
 BM25_K1 = 0.9
 BM25_B = 0.6
 # Longest first, so 에서는 goes before 는; a particle is stripped only when a stem of 2+ characters remains.
-KOREAN_PARTICLES = tuple(
-    sorted(
-        [
-            "은",
-            "는",
-            "이",
-            "가",
-            "을",
-            "를",
-            "의",
-            "에",
-            "에서",
-            "에게",
-            "께서",
-            "으로",
-            "로",
-            "와",
-            "과",
-            "도",
-            "만",
-            "까지",
-            "부터",
-            "에는",
-            "에서는",
-            "으로는",
-            "로는",
-            "에도",
-            "이나",
-            "나",
-            "라고",
-            "이라고",
-            "처럼",
-            "보다",
-            "한테",
-            "이다",
-            "였다",
-            "이었다",
-            "하였다",
-            "했다",
-            "하는",
-            "했던",
-            "된",
-            "되었다",
-            "하고",
-            "이고",
-        ],
-        key=len,
-        reverse=True,
-    )
-)
+# fmt: off
+KOREAN_PARTICLES = tuple(sorted(
+    (
+        "은", "는", "이", "가", "을", "를", "의", "에", "에서",
+        "에게", "께서", "으로", "로", "와", "과", "도", "만", "까지",
+        "부터", "에는", "에서는", "으로는", "로는", "에도", "이나", "나", "라고",
+        "이라고", "처럼", "보다", "한테", "이다", "였다", "이었다", "하였다", "했다",
+        "하는", "했던", "된", "되었다", "하고", "이고",
+    ),
+    key=len,
+    reverse=True,
+))
+# fmt: on
 
 
 def strip_particle(word: str) -> str:
@@ -122,8 +85,18 @@ class LexicalIndex:
             );
             """
         )
-        self._vocabulary: dict[str, int] = dict(db.execute("SELECT term, id FROM terms"))
+        self._vocabulary: dict[str, int] = {}
         self._postings: _Postings | None = None
+        self._data_version = -1
+        self._sync()
+
+    def _sync(self) -> None:
+        """Reload what another process (the CLI beside a running bot) committed since we last looked."""
+        (version,) = self.db.execute("PRAGMA data_version").fetchone()
+        if version != self._data_version:
+            self._vocabulary = dict(self.db.execute("SELECT term, id FROM terms"))
+            self._postings = None
+            self._data_version = version
 
     def _term_ids(self, terms: Iterable[str]) -> None:
         """Give every new term an id; the caller's transaction makes ids and postings land together."""
@@ -139,6 +112,7 @@ class LexicalIndex:
 
     def add(self, chunk_rowids: Sequence[int], texts: Sequence[str]) -> None:
         """Index chunks inside the caller's transaction."""
+        self._sync()
         all_counts = [lexical_terms(text) for text in texts]
         self._term_ids(term for counts in all_counts for term in counts)
         rows = []
@@ -157,6 +131,7 @@ class LexicalIndex:
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk rowid, BM25 score) of the k best chunks, best first; chunks sharing no term are left out."""
+        self._sync()
         postings = self._postings or self._build()
         scores = np.zeros(len(postings.keys), np.float32)
         for term, count in lexical_terms(query).items():

@@ -187,3 +187,8 @@ def test_bad_input_is_reported_by_name_and_the_batch_goes_on(
     assert not report.ok
     assert {Path(d.source).name for d in kb.sources()} == {"guide.md", "page.html"}
     assert consistency(kb) == CONSISTENT
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+def test_an_empty_knowledge_base_finds_nothing(kb: KnowledgeBase, mode: str) -> None:
+    assert kb.search("anything at all", k=5, mode=mode) == []  # type: ignore[arg-type]

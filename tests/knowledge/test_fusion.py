@@ -29,6 +29,12 @@ def test_convex_clear_dense_signal_wins_a_close_lexical_call() -> None:
     assert convex_combination(dense, lexical, 0.3)[0][0] == "y"
 
 
+def test_convex_weight_zero_reproduces_the_lexical_ranking_even_with_ties() -> None:
+    lexical = [("b", 5.0), ("a", 5.0), ("c", 5.0), ("d", 1.0)]
+    dense = [("d", 0.9), ("c", 0.8)]
+    assert [k for k, _ in convex_combination(dense, lexical, 0.0)] == ["b", "a", "c", "d"]
+
+
 @pytest.mark.parametrize("weight", [0.0, 0.5, 1.0])
 def test_convex_scores_candidates_from_either_list(weight: float) -> None:
     fused = dict(convex_combination([("a", 0.5)], [("b", 3.0)], weight))

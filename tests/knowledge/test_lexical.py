@@ -63,3 +63,15 @@ def test_index_persists_and_removal_is_seen(tmp_path: Path) -> None:
     assert reopened.search("black tea", 1)[0][0] == 4
     reopened.remove([4])
     assert 4 not in [key for key, _ in reopened.search("black tea", 4)]
+
+
+def test_writes_from_another_connection_are_seen(tmp_path: Path) -> None:
+    path = tmp_path / "lex.sqlite"
+    reader = LexicalIndex(sqlite3.connect(path, isolation_level=None))
+    reader.add([1], ["green tea"])
+    assert [key for key, _ in reader.search("oolong", 5)] == []
+    writer = LexicalIndex(sqlite3.connect(path, isolation_level=None))
+    writer.add([2], ["oolong tea from a second process"])
+    assert [key for key, _ in reader.search("oolong", 5)] == [2]
+    reader.add([3], ["oolong again, new terms: formosa"])  # must not reuse an id the writer took
+    assert [key for key, _ in writer.search("formosa", 5)] == [3]
