@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from bot.errors import DomainbotError
-from guardrails import Guardrails, PolicyError
-from guardrails.evaluation import TimedEmbedder, evaluate, load_eval_sets
+
+if TYPE_CHECKING:
+    from guardrails import Guardrails
+    from guardrails.evaluation import TimedEmbedder
 
 guard_app = typer.Typer(help="Check texts against the guardrails.", no_args_is_help=True)
 
@@ -24,7 +26,10 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
 def _load_guardrails(rules_only: bool) -> tuple[Guardrails, TimedEmbedder | None]:
+    # Imported here, not at the top: every `domainbot` command imports this module to register it.
     from bot.cli import settings
+    from guardrails import Guardrails, PolicyError
+    from guardrails.evaluation import TimedEmbedder
 
     config = settings()
     timer = None
@@ -84,6 +89,8 @@ def eval_guardrails(
 ) -> None:
     """Block rate on AdvBench and XSTest-unsafe, allow rate on XSTest-safe, and latency per message."""
     try:
+        from guardrails.evaluation import evaluate, load_eval_sets
+
         sets = load_eval_sets(data_dir)
     except FileNotFoundError as exc:
         raise DomainbotError(str(exc)) from None

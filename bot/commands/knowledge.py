@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -14,29 +14,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bot.errors import DomainbotError
-from knowledge import KnowledgeBase, KnowledgeConfig, KnowledgeError, SearchMode
-
-if TYPE_CHECKING:
-    from bot.config import Settings
+from bot.services import knowledge_config
+from knowledge import KnowledgeBase, KnowledgeError, SearchMode
 
 kb_app = typer.Typer(help="Add, list, remove and search the documents the bot cites.", no_args_is_help=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def knowledge_config(settings: Settings) -> KnowledgeConfig:
-    """The knowledge base's own configuration, from the bot's settings."""
-    try:
-        return KnowledgeConfig(
-            data_dir=settings.data_dir,
-            embedder_path=settings.embedder_path,
-            chunk_tokens=settings.chunk_tokens,
-            chunk_overlap=settings.chunk_overlap,
-            hybrid_weight=settings.hybrid_weight,
-            fusion=settings.hybrid_fusion,
-            max_document_mb=settings.max_document_mb,
-        )
-    except ValueError as exc:
-        raise DomainbotError(f"Invalid knowledge base settings: {exc}") from None
 
 
 @contextmanager
