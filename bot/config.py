@@ -77,10 +77,10 @@ class Settings(BaseSettings):
     seed: int | None = Field(None, ge=0, description="Seed for sampling, for reproducible answers.")
     system_prompt: str = Field(
         "You are domainbot, a concise and accurate assistant. Answer the user's question directly.",
-        description="System prompt placed before every conversation.",
+        description="System prompt of `--raw` chats with the model alone (the pipeline's is in the prompt file).",
     )
     history_max_tokens: int = Field(
-        1024, ge=0, description="Token budget for earlier turns kept in the prompt; oldest turns go first."
+        1024, ge=0, description="Token budget for earlier turns in `--raw` chats; oldest turns go first."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="Log level.")
 
