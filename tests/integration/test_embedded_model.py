@@ -99,7 +99,10 @@ def test_damaged_cache_is_rebuilt_with_a_message(
     use_models(monkeypatch, tmp_path / "models")
     opened = open_backend(load_settings())
     assert opened.source == "converted"
-    assert target.stat().st_size == size
+    if file == embedded.MARKER:  # rewritten with a new timestamp, so its size may differ by a digit
+        assert embedded.cache_problem(target.parent, embedded.find_embedded_gguf()) is None
+    else:
+        assert target.stat().st_size == size
     assert "unusable" in capsys.readouterr().err
     assert "Paris" in "".join(
         opened.backend.stream(
