@@ -121,9 +121,7 @@ def _session(settings: Settings, raw: bool) -> Session:
 
 
 @app.command()
-def chat(
-    max_tokens: MaxTokens = None, temperature: Temperature = None, seed: Seed = None, raw: Raw = False
-) -> None:
+def chat(max_tokens: MaxTokens = None, temperature: Temperature = None, seed: Seed = None, raw: Raw = False) -> None:
     """Chat in the terminal: grounded, cited answers, streamed, with history. Piped: one question per line."""
     from bot.terminal import run_chat
 
@@ -156,6 +154,48 @@ def ask(
     data = reply.to_json()
     data["timings"] = {**session.load_timings, **data["timings"]}
     typer.echo(json.dumps(data, ensure_ascii=False))
+
+
+@eval_app.command("gsm8k")
+def eval_gsm8k(
+    data: Annotated[Path, typer.Option("--data", help="gsm8k_test.jsonl (question, answer ending '#### N').")],
+    limit: Annotated[int, typer.Option(min=0, help="Problems the bot answers (0: routing only).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Route every GSM8K problem; answer the first --limit through the pipeline and check the final numbers."""
+    from itertools import count
+
+    from bot.gsm8k import evaluate, load_problems
+
+    problems = load_problems(data)
+    answer = None
+    if limit > 0:
+        from bot.pipeline import Pipeline
+
+        pipeline = Pipeline.from_settings(settings())
+        ids = count()
+
+        def answer(question: str) -> str:
+            reply = pipeline.answer(question, f"gsm8k-{next(ids)}", channel="eval", log=False)
+            return reply.raw_text
+
+    report = evaluate(problems, answer, limit).to_json()
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+        return
+    for key in (
+        "problems",
+        "routed",
+        "computation_share",
+        "reference_equations",
+        "reference_equations_confirmed",
+        "answered",
+        "model_accuracy",
+        "verified_accuracy",
+        "seconds_per_answer",
+    ):
+        if key in report:
+            typer.echo(f"{key:>30}: {report[key]}")
 
 
 @model_app.command("prepare")
@@ -205,7 +245,7 @@ def start() -> None:
         typer.echo(
             "domainbot is installed. TELEGRAM_BOT_TOKEN is not set, so there is no Telegram bot to start.\n"
             "  Chat in the terminal:   domainbot chat        (docker: docker run -it IMAGE chat)\n"
-            "  Answer one question:    domainbot ask \"...\"\n"
+            '  Answer one question:    domainbot ask "..."\n'
             "  Run the Telegram bot:   set TELEGRAM_BOT_TOKEN and run `domainbot start` again."
         )
         return
@@ -213,7 +253,6 @@ def start() -> None:
         "TELEGRAM_BOT_TOKEN is set, but this version of domainbot has no Telegram front end yet. "
         "Use `domainbot chat` for now."
     )
-
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -167,10 +167,12 @@ class Pipeline:
         user_id: str = "",
         channel: str = "terminal",
         on_piece: OnPiece | None = None,
+        log: bool = True,
     ) -> Answer:
-        """Answer `question` in its conversation; `on_piece` receives the raw answer as it is generated."""
+        """Answer `question` in its conversation; `on_piece` receives the raw answer as it is generated.
+        Evaluations pass `log=False`, so their questions never become feedback or training data."""
         timings: dict[str, float] = {}
-        clock = _Clock(timings)
+        clock = _Clock(timings, log)
         history = self.memory.history(conversation_id)
         answer = Answer(
             text="",
@@ -326,6 +328,9 @@ class Pipeline:
     def _finish(
         self, answer: Answer, masked: str, used: list[_Source], user_id: str, channel: str, clock: _Clock
     ) -> Answer:
+        if not clock.log:
+            answer.timings = clock.finish()
+            return answer
         with clock("log"):
             record = InteractionRecord(
                 question=masked,
@@ -373,8 +378,9 @@ class PipelineSession:
 class _Clock:
     """Times named stages of one answer."""
 
-    def __init__(self, timings: dict[str, float]) -> None:
+    def __init__(self, timings: dict[str, float], log: bool = True) -> None:
         self.timings = timings
+        self.log = log
         self.started = time.perf_counter()
 
     def __call__(self, stage: str) -> _Stage:

@@ -189,13 +189,15 @@ class EquationCheck:
     expression: str
     stated: float
     computed: float
+    # Where the stated result sits in the checked text, so a wrong one can be replaced.
+    span: tuple[int, int] = (0, 0)
 
     @property
     def correct(self) -> bool:
         return math.isclose(self.stated, self.computed, rel_tol=1e-6, abs_tol=1e-6)
 
 
-_EQUATION = re.compile(r"((?:[\d.$(][\d\s.,$+\-*/x×÷()]*?[\d)]))\s*=\s*\$?(-?\d[\d,]*(?:\.\d+)?)")
+_EQUATION = re.compile(r"((?:(?<![\w)])-)?(?:[\d.$(][\d\s.,$+\-*/x×÷()]*?[\d)]))\s*=\s*\$?(-?\d[\d,]*(?:\.\d+)?)")
 
 
 def check_equations(text: str) -> list[EquationCheck]:
@@ -210,8 +212,18 @@ def check_equations(text: str) -> list[EquationCheck]:
             computed = evaluate(_balance(expression))
         except CalculationError:
             continue
-        checks.append(EquationCheck(expression.strip(), float(match.group(2).replace(",", "")), computed))
+        stated = float(match.group(2).replace(",", ""))
+        checks.append(EquationCheck(expression.strip(), stated, computed, match.span(2)))
     return checks
+
+
+def correct_equations(text: str) -> str:
+    """`text` with the result of every wrong 'a op b = c' replaced by the evaluator's value."""
+    for check in sorted(check_equations(text), key=lambda c: c.span[0], reverse=True):
+        if not check.correct:
+            start, end = check.span
+            text = text[:start] + format_number(check.computed) + text[end:]
+    return text
 
 
 def final_number(text: str) -> float | None:

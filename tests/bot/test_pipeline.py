@@ -196,3 +196,10 @@ def test_a_failing_log_does_not_lose_the_answer(guard: Guardrails, knowledge: Kn
     pipeline.feedback.close()
     answer = pipeline.answer("How long is the grinder warranty?")
     assert answer.text == "Two years [1]." and answer.interaction_id is None
+
+
+def test_evaluation_answers_are_not_logged(guard: Guardrails, knowledge: KnowledgeBase) -> None:
+    pipeline, _ = make_pipeline(guard, knowledge, "Two years [1].")
+    answer = pipeline.answer("How long is the grinder warranty?", log=False)
+    assert answer.interaction_id is None and "log" not in answer.timings
+    assert pipeline.feedback.stats()["interactions"] == 0
