@@ -5,7 +5,7 @@ A claim's support against a passage mixes three signals: semantic similarity (em
 specifics a reader would check — numbers and capitalised names. A number in the claim that no passage states
 caps the support low, however similar the wording. Citations `[n]` are then made to point at passages that
 support their claim: a citation of a passage that does not exist, or does not support the claim, is replaced
-by the best supporting passage or removed.
+by the best supporting passage or removed, and a supported claim without one is given its best passage.
 """
 
 from __future__ import annotations
@@ -186,6 +186,10 @@ def _repair_citations(
         return ""
 
     text = _CITATION.sub(fix, claim.text)
+    if not claim.cited and claim.verdict == "supported" and claim.best_passage is not None:
+        # A supported claim the model left uncited gets its source, before the closing punctuation.
+        end = len(text.rstrip().rstrip(".!?。"))
+        text = f"{text[:end]} [{claim.best_passage}]{text[end:]}"
     # Two citations repaired to the same passage collapse into one.
     return re.sub(r"(\s?\[(\d+)\])(?:\s?\[\2\])+", r"\1", text)
 

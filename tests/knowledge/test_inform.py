@@ -77,3 +77,8 @@ def test_without_passages_every_claim_is_unsupported() -> None:
 def test_specifics() -> None:
     assert specifics_agreement("It costs 25 euros at Brewtown.", PASSAGES[1])[1] == ["number 25 not in the passage"]
     assert specifics_agreement("no specifics here", PASSAGES[0]) == (1.0, [])
+
+
+def test_a_supported_claim_without_citation_gets_its_passage() -> None:
+    report = check_claims("All grinders carry a two-year warranty from purchase.", PASSAGES, embed)
+    assert report.answer == "All grinders carry a two-year warranty from purchase [2]."
