@@ -23,7 +23,7 @@ from bot.memory import ConversationMemory
 from bot.model.backend import Backend, GenerationParams, GenerationResult, Message
 from bot.prompting import ExampleSelector, FewShotExample, PromptText, build_messages, quote_passage
 from knowledge.calculator import Computation, check_equations, final_number, format_number, route
-from knowledge.inform import Policy, check_claims
+from knowledge.inform import UNVERIFIED_MARK, Policy, check_claims
 
 if TYPE_CHECKING:
     import numpy as np
@@ -244,7 +244,8 @@ class Pipeline:
             text = verdict_out.masked_text
         answer.text = text
         answer.citations = _citations(text, used)
-        self.memory.add(conversation_id, masked, text)
+        # The history the model sees next turn leaves out Inform's marks, or the model learns to write them.
+        self.memory.add(conversation_id, masked, text.replace(UNVERIFIED_MARK, ""))
         return self._finish(answer, masked, used, user_id, channel, clock)
 
     def _retrieve(self, query: str) -> list[Passage]:

@@ -26,6 +26,7 @@ SPECIFICS_WEIGHT = 0.20
 # A claim stating a number that none of its passage's numbers match cannot count as supported.
 NUMBER_MISMATCH_CAP = 0.3
 MIN_CLAIM_WORDS = 3
+UNVERIFIED_MARK = " (unverified)"
 
 _SENTENCE = re.compile(r"[^\n]+?(?:[.!?。]+(?=\s|$)|(?=\n)|$)")  # "1.8" does not end a sentence
 _CITATION = re.compile(r"\s?\[(\d{1,2})\]")
@@ -218,7 +219,7 @@ def _apply(
                 continue
             body = text.rstrip()
             end = len(body.rstrip(".!?。"))
-            text = body[:end] + " (unverified)" + body[end:]
+            text = body[:end] + UNVERIFIED_MARK + body[end:]
         pieces.append(text)
     pieces.append(answer[cursor:])
     return re.sub(r"[ \t]{2,}", " ", "".join(pieces)).strip()

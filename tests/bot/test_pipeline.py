@@ -198,6 +198,14 @@ def test_a_failing_log_does_not_lose_the_answer(guard: Guardrails, knowledge: Kn
     assert answer.text == "Two years [1]." and answer.interaction_id is None
 
 
+def test_history_leaves_out_the_unverified_marks(guard: Guardrails, knowledge: KnowledgeBase) -> None:
+    pipeline, backend = make_pipeline(guard, knowledge, "It was designed by Leonardo in Milan.", "ok")
+    first = pipeline.answer("Who designed the grinder?", "c1")
+    assert first.text.endswith("(unverified).")
+    pipeline.answer("And when?", "c1")
+    assert "It was designed by Leonardo in Milan." in [m["content"] for m in backend.calls[1]]
+
+
 def test_evaluation_answers_are_not_logged(guard: Guardrails, knowledge: KnowledgeBase) -> None:
     pipeline, _ = make_pipeline(guard, knowledge, "Two years [1].")
     answer = pipeline.answer("How long is the grinder warranty?", log=False)
