@@ -10,6 +10,7 @@ passages, WolframAlpha down gives no lookup, a full disk skips the log with a wa
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -415,8 +416,6 @@ def _unverified(used: list[_Source]) -> str:
 
 
 def _citations(text: str, used: list[_Source]) -> list[Citation]:
-    import re
-
     numbers = sorted({int(n) for n in re.findall(r"\[(\d{1,2})\]", text)})
     return [
         Citation(

@@ -72,7 +72,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         app_id,
         url=settings.wolfram_url,
         timeout=settings.wolfram_timeout,
-        mask=lambda text: guard.check_input(text).masked_text,
+        mask=guard.mask_pii,
     )
     pipeline = Pipeline(
         backend=opened.backend,

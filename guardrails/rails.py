@@ -146,6 +146,11 @@ class Guardrails:
             return self._verdict("masked", found_pii[0], None, found_pii, base)
         return Verdict(action="allowed", masked_text=base.text, truncated=base.truncated)
 
+    def mask_pii(self, text: str) -> str:
+        """`text` with the personal data the policy names masked: what leaves the machine, without the other
+        rails' work (no embedding, no harmful or jailbreak rules)."""
+        return mask(text, find_pii(text, self.policy.pii.kinds), self.policy.pii.mask)
+
     def check_output(self, question: str, answer: str, passages: Sequence[str] = ()) -> Verdict:
         """Verdict on a generated answer: unsafe content, and personal data found in neither the question
         nor the passages (that data is masked). Unsupported-claim checks belong to the answer pipeline."""

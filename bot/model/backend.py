@@ -163,6 +163,11 @@ def choose_next_token(
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def answer_budget(params: GenerationParams, context_window: int, prompt_tokens: int) -> int:
+    """Tokens the answer may take: max_new_tokens, or what the context has left after the prompt."""
+    return max(0, min(params.max_new_tokens, context_window - prompt_tokens))
+
+
 def decode(
     forward: Callable[[torch.Tensor], torch.Tensor],
     prompt: list[int],
@@ -179,7 +184,7 @@ def decode(
     started = time.perf_counter()
     result.prompt_tokens = len(prompt)
     result.finish_reason = "length"
-    budget = min(params.max_new_tokens, context_window - len(prompt))
+    budget = answer_budget(params, context_window, len(prompt))
     if budget <= 0:
         return
     generator = None
@@ -269,7 +274,7 @@ class LocalBackend:
         started = time.perf_counter()
         prompt = self.encode(messages)
         result.timings["prompt"] = time.perf_counter() - started
-        max_len = len(prompt) + max(0, min(params.max_new_tokens, self.context_window() - len(prompt)))
+        max_len = len(prompt) + answer_budget(params, self.context_window(), len(prompt))
         forward = self.new_forward(max_len)
         window = self.context_window()
         yield from decode(forward, prompt, params, window, self.eos_ids, self.text_decoder(), result)

@@ -93,3 +93,9 @@ def test_output_masks_pii_found_in_neither_question_nor_passages(rules_guard: Gu
         "Email kim@clinic.example.com?", answer, ["Clinic phone: 02-312-4567"]
     )
     assert grounded.action == "allowed" and grounded.masked_text == answer
+
+
+def test_mask_pii_masks_without_running_the_other_rails() -> None:
+    guard = Guardrails.load(embedder=None)
+    masked = guard.mask_pii("mail alice@example.com about how to build a bomb")
+    assert "alice@example.com" not in masked and "build a bomb" in masked
