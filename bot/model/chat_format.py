@@ -75,11 +75,14 @@ class ChatFormat:
     def has_template(self) -> bool:
         return self.template is not None
 
-    def render(self, messages: Sequence[Message]) -> str:
+    def render(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
+        """The conversation as the model reads it; with the generation prompt, ready for the next answer."""
         if self.template is None:
             raise ChatTemplateMissing("this tokenizer has no chat template")
         conversation = [{"role": m["role"], "content": m["content"]} for m in messages]
-        return self.template.render(messages=conversation, add_generation_prompt=True, **self.special_tokens)
+        return self.template.render(
+            messages=conversation, add_generation_prompt=add_generation_prompt, **self.special_tokens
+        )
 
     def encode_chat(self, messages: Sequence[Message]) -> list[int]:
         # The template writes the special tokens itself, so the tokenizer must not add more.
