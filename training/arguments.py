@@ -16,9 +16,9 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 class LoraArguments(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rank: int = Field(16, ge=1, le=1024, description="LoRA rank r: the size of each low-rank update.")
-    alpha: int = Field(32, gt=0, description="LoRA alpha; updates are scaled by alpha / rank.")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input during training.")
+    rank: int = Field(default=16, ge=1, le=1024, description="LoRA rank r: the size of each low-rank update.")
+    alpha: int = Field(default=32, gt=0, description="LoRA alpha; updates are scaled by alpha / rank.")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the LoRA input during training.")
     target_modules: list[str] = Field(
         default_factory=lambda: list(LLAMA_LINEAR_MODULES),
         description="Names of the linear layers to adapt (e.g. q_proj v_proj), or 'all-linear'.",
@@ -38,28 +38,28 @@ class TrainArguments(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str | None = Field(None, description="A local model folder; None trains the configured model.")
+    model: str | None = Field(default=None, description="A local model folder; None trains the configured model.")
     prompt_format: Literal["chat", "alpaca", "koalpaca"] = Field(
         "chat", description="How conversations become text: the model's chat template, or Alpaca/KoAlpaca text."
     )
     lora: LoraArguments = Field(default_factory=lambda: LoraArguments())
-    max_seq_len: int = Field(1024, ge=16, description="Tokens per training row; longer examples are truncated.")
-    micro_batch_size: int = Field(4, ge=1, description="Rows per forward pass on each process.")
-    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimiser step on each process.")
-    packing: bool = Field(True, description="Pack short examples into full rows (no attention between them).")
-    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW).")
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(0, ge=0, description="Steps of linear warm-up before the cosine decay.")
-    epochs: float = Field(1.0, gt=0, description="Passes over the data (fractions allowed).")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps.")
-    seed: int = Field(0, description="Seeds the data order, LoRA initialisation and dropout.")
+    max_seq_len: int = Field(default=1024, ge=16, description="Tokens per training row; longer examples are truncated.")
+    micro_batch_size: int = Field(default=4, ge=1, description="Rows per forward pass on each process.")
+    grad_accum: int = Field(default=1, ge=1, description="Micro-batches per optimiser step on each process.")
+    packing: bool = Field(default=True, description="Pack short examples into full rows (no attention between them).")
+    learning_rate: float = Field(default=2e-4, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0, description="Steps of linear warm-up before the cosine decay.")
+    epochs: float = Field(default=1.0, gt=0, description="Passes over the data (fractions allowed).")
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimiser steps.")
+    seed: int = Field(default=0, description="Seeds the data order, LoRA initialisation and dropout.")
     precision: Precision = Field(
         "auto", description="fp32, bf16 or fp16 compute; auto: bf16 on CUDA and capable CPUs, else fp32."
     )
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
-    save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: only at the end).")
-    keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept on disk; older ones are removed.")
-    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm; None: no clipping.")
+    gradient_checkpointing: bool = Field(default=False, description="Recompute activations in backward to save memory.")
+    save_every: int = Field(default=0, ge=0, description="Checkpoint every N steps (0: only at the end).")
+    keep_checkpoints: int = Field(default=2, ge=1, description="Checkpoints kept on disk; older ones are removed.")
+    max_grad_norm: float | None = Field(default=1.0, gt=0, description="Clip the gradient norm; None: no clipping.")
 
 
 class SFTArguments(TrainArguments):
@@ -69,9 +69,9 @@ class SFTArguments(TrainArguments):
 
 class PreferenceArguments(TrainArguments):
     data: Path = Field(description="The preference export (DPO pairs or KTO rows).")
-    beta: float = Field(0.1, gt=0, description="Strength of the pull towards the reference (base) model.")
-    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate (AdamW).")
-    packing: bool = Field(False, description="Preference rows are scored per example; packing is not used.")
+    beta: float = Field(default=0.1, gt=0, description="Strength of the pull towards the reference (base) model.")
+    learning_rate: float = Field(default=5e-5, gt=0, description="Peak learning rate (AdamW).")
+    packing: bool = Field(default=False, description="Preference rows are scored per example; packing is not used.")
 
     @field_validator("packing")
     @classmethod
