@@ -38,3 +38,13 @@ def file_sha256(path: Path) -> str:
 
 def load_sft(path: Path, fmt: str) -> list[SFTExample]:
     return [SFTExample.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def load_preferences(path: Path) -> list[PreferenceExample]:
+    return [
+        PreferenceExample.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line
+    ]
+
+
+def load_kto(path: Path) -> list[KTOExample]:
+    return [KTOExample.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

@@ -114,8 +114,8 @@ class AnswerLoss(nn.Module):
 
 
 def trained_logits(peft_model: Any, batch: Batch) -> torch.Tensor:
-    """Logits at the positions whose next token is trained, (N, V) in fp32."""
-    causal = peft_model.get_base_model()
+    """Logits at the positions whose next token is trained, (N, V) in fp32 (a peft model or a plain causal LM)."""
+    causal = peft_model.get_base_model() if hasattr(peft_model, "get_base_model") else peft_model
     hidden = causal.get_decoder()(
         input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
     ).last_hidden_state  # (B, T, H)
