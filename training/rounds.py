@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -25,6 +25,7 @@ from training.model import load_for_training, plan_precision
 from training.plot import loss_plot
 
 ADAPTER_DIR = "adapter"
+RoundKind = Literal["sft", "dpo", "kto"]
 RUN_FILE = "run.json"
 
 
@@ -38,7 +39,7 @@ class BaseModel:
 
 @dataclass
 class RoundResult:
-    kind: str
+    kind: RoundKind
     run_dir: Path
     adapter_dir: Path
     base: BaseModel
@@ -52,7 +53,7 @@ StepCallback = Callable[[int, int, float, float], None]
 
 
 def run_round(
-    kind: str,
+    kind: RoundKind,
     args: TrainArguments,
     base: BaseModel,
     data: dict[str, Any],
