@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot import __version__
+from bot.commands.feedback import feedback_app
 from bot.commands.guardrails import eval_guardrails, guard_app
 from bot.commands.knowledge import eval_retrieval, kb_app
 from bot.config import Settings, describe_settings, load_settings
@@ -41,6 +42,7 @@ app.add_typer(kb_app, name="kb")
 eval_app.command("retrieval")(eval_retrieval)
 app.add_typer(guard_app, name="guard")
 eval_app.command("guardrails")(eval_guardrails)
+app.add_typer(feedback_app, name="feedback")
 
 err_console = Console(stderr=True)
 
