@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
 
@@ -112,11 +112,19 @@ class _Judged:
     """One interaction's feedback boiled down: masked texts, net vote, latest correction."""
 
     id: str
-    created_at: str
     question: str
     answer: str
     net: int
     correction: str | None
+
+
+class _Chosen(NamedTuple):
+    """An answer that can be chosen in a DPO pair: rank 0 is a correction, 1 a 👍 answer."""
+
+    interaction: str
+    rank: int
+    position: int
+    text: str
 
 
 @dataclass(frozen=True)
@@ -174,7 +182,9 @@ def question_groups(questions: Iterable[str], threshold: Fraction = NEAR_IDENTIC
 
 
 def _blocked(interaction: Interaction) -> bool:
-    return any(isinstance(v, dict) and v.get("action") == "blocked" for v in interaction.verdicts.values())
+    """A rail's verdict is logged as a summary dict with its action (older records hold the action alone)."""
+    actions = (v.get("action") if isinstance(v, dict) else v for v in interaction.verdicts.values())
+    return "blocked" in actions
 
 
 def _judge(interactions: list[Interaction], mask: Mask) -> tuple[list[_Judged], Counter[str]]:
@@ -192,11 +202,7 @@ def _judge(interactions: list[Interaction], mask: Mask) -> tuple[list[_Judged], 
             skipped["with tied votes and no correction"] += 1
         else:
             correction = mask(latest).strip() if latest is not None else None
-            judged.append(
-                _Judged(
-                    item.id, item.created_at, mask(item.question).strip(), mask(item.answer).strip(), net, correction
-                )
-            )
+            judged.append(_Judged(item.id, mask(item.question).strip(), mask(item.answer).strip(), net, correction))
     return judged, skipped
 
 
@@ -223,31 +229,28 @@ def _sft_rows(judged: list[_Judged], style: RowStyle) -> _Rows:
 
 def _dpo_rows(judged: list[_Judged], style: RowStyle) -> _Rows:
     group = question_groups(item.question for item in judged)
-    # Per group: (own-interaction id, rank, created_at, text) of every answer that can be chosen.
-    chosen_by_group: dict[int, list[tuple[str, int, str, str]]] = defaultdict(list)
-    for item in judged:
+    chosen_by_group: dict[int, list[_Chosen]] = defaultdict(list)
+    for position, item in enumerate(judged):  # judged is oldest first
         g = group[normalise(item.question)]
         if item.correction:
-            chosen_by_group[g].append((item.id, 0, item.created_at, item.correction))
+            chosen_by_group[g].append(_Chosen(item.id, 0, position, item.correction))
         if item.net > 0:
-            chosen_by_group[g].append((item.id, 1, item.created_at, item.answer))
+            chosen_by_group[g].append(_Chosen(item.id, 1, position, item.answer))
     rows, keys, details = [], [], Counter[str]()
     for item in judged:
         if item.net >= 0:
             continue
         details["rejected_answers"] += 1
-        candidates = [
-            c for c in chosen_by_group[group[normalise(item.question)]] if normalise(c[3]) != normalise(item.answer)
-        ]
-        # Own correction first, then corrections, then 👍 answers; newest first within each (two stable sorts).
-        candidates.sort(key=lambda c: c[2], reverse=True)
-        candidates.sort(key=lambda c: (c[0] != item.id, c[1]))
+        rejected = normalise(item.answer)
+        candidates = [c for c in chosen_by_group[group[normalise(item.question)]] if normalise(c.text) != rejected]
+        # The rejected answer's own correction first, then other corrections, then 👍 answers; newest first.
+        candidates.sort(key=lambda c: (c.interaction != item.id, c.rank, -c.position))
         if not candidates:
             details["rejected_without_chosen"] += 1
-        for _, _, _, chosen in candidates[:MAX_CHOSEN_PER_REJECTED]:
-            example = PreferenceExample(prompt=_turn(item.question), chosen=chosen, rejected=item.answer)
+        for chosen in candidates[:MAX_CHOSEN_PER_REJECTED]:
+            example = PreferenceExample(prompt=_turn(item.question), chosen=chosen.text, rejected=item.answer)
             rows.append(preference_row(example, style))
-            keys.append((normalise(item.question), normalise(chosen), normalise(item.answer)))
+            keys.append((normalise(item.question), normalise(chosen.text), rejected))
     return _Rows(rows, keys, dict(details))
 
 
