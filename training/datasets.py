@@ -229,9 +229,9 @@ def _array_items(path: Path, text: str) -> Iterator[tuple[int, Any]]:
         raise DatasetError("expected nothing after the closing ']', got more text", path, line_at(pos))
 
 
-def _load(path: Path, expected: str, convert: Callable[[dict[str, Any]], list[T]]) -> list[T]:
+def _load(path: Path, expected: str, convert: Callable[[dict[str, Any]], list[T]], text: str | None = None) -> list[T]:
     """Every record of a JSON or JSON-lines file through `convert`, errors located at the record's line."""
-    text = _read_text(path, expected)
+    text = _read_text(path, expected) if text is None else text
     examples: list[T] = []
     for line, value in _json_records(path, text):
         if not isinstance(value, dict):
@@ -529,6 +529,7 @@ def load_sft(path: Path, fmt: SFTFormat) -> list[SFTExample]:
         text = _read_text(path, _SFT_EXPECTED[fmt])
         if not text.lstrip().startswith(("{", "[")):
             return _koalpaca_text(path, text)
+        return _load(path, _SFT_EXPECTED[fmt], _koalpaca_row, text)
     return _load(path, _SFT_EXPECTED[fmt], _SFT_ROWS[fmt])
 
 

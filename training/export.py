@@ -71,6 +71,12 @@ LLAMAFACTORY_TAGS = {
     "system_tag": "system",
 }
 
+LLAMAFACTORY_COLUMNS = {
+    "sft": {"messages": "messages"},
+    "dpo": {"messages": "messages", "chosen": "chosen", "rejected": "rejected"},
+    "kto": {"messages": "messages", "kto_tag": "label"},
+}
+
 Mask = Callable[[str], str]
 
 RULES = {
@@ -316,23 +322,9 @@ def _nothing_to_export(
 
 def _dataset_info_entry(fmt: str, style: RowStyle, name: str) -> dict[str, Any] | None:
     """How LLaMA-Factory reads the file, or None where it cannot (TRL's list-valued chosen and completion)."""
-    if fmt == "sft":
-        return {
-            "file_name": name,
-            "formatting": "sharegpt",
-            "columns": {"messages": "messages"},
-            "tags": LLAMAFACTORY_TAGS,
-        }
-    if style != "llamafactory":
+    if fmt != "sft" and style != "llamafactory":
         return None
-    columns = (
-        {"messages": "messages", "chosen": "chosen", "rejected": "rejected"}
-        if fmt == "dpo"
-        else {
-            "messages": "messages",
-            "kto_tag": "label",
-        }
-    )
+    columns = LLAMAFACTORY_COLUMNS[fmt]
     entry: dict[str, Any] = {"file_name": name, "formatting": "sharegpt", "columns": columns, "tags": LLAMAFACTORY_TAGS}
     if fmt == "dpo":
         entry["ranking"] = True
@@ -419,7 +411,6 @@ def export_feedback(
     digest = hashlib.sha256(data).hexdigest()
     suffix = "" if style == "trl" else f"-{style}"
     name = f"feedback-{fmt}{suffix}-{created:%Y%m%d-%H%M%S}-{digest[:8]}"
-    out_dir.mkdir(parents=True, exist_ok=True)
     path, card_path = out_dir / f"{name}.jsonl", out_dir / f"{name}.card.json"
     summary = ExportSummary(
         format=fmt,
@@ -453,5 +444,12 @@ def export_feedback(
         "rules": RULES,
     }
     files[card_path] = (json.dumps(card, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    _write_atomically(files)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomically(files)
+    except OSError as exc:
+        raise DomainbotError(
+            f"Cannot write the export to {out_dir} ({exc.strerror or exc}). Expected a folder that can be written "
+            "to; free some space or choose another with --out."
+        ) from None
     return summary

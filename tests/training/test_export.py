@@ -325,3 +325,12 @@ def test_question_groups_match_all_pairs_comparison(threshold: Fraction) -> None
     expected = _brute_force_groups(questions, threshold)
     assert {frozenset(g) for g in found.values()} == expected
     assert len(expected) < len(ids)  # the sample does merge some questions
+
+
+def test_unwritable_destination_is_one_clear_error(store: FeedbackStore, tmp_path: Path, mask: Mask) -> None:
+    add(store, "Q?", "A.", votes=[1])
+    occupied = tmp_path / "a-file"
+    occupied.write_text("not a folder")
+    with pytest.raises(DomainbotError, match=r"Cannot write the export to .*a-file .*choose another with --out"):
+        export(store, "sft", occupied, mask)
+    assert occupied.read_text() == "not a folder"
