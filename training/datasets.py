@@ -17,8 +17,9 @@ Forms read, by loader:
 - `load_preferences(path)`: TRL's `{prompt, chosen, rejected}` with strings or message lists, TRL's implicit
   prompt (`chosen` and `rejected` whole conversations sharing all but the last message), and LLaMA-Factory's
   ShareGPT ranking rows (`{messages, chosen: {role, content}, rejected: {...}}`).
-- `load_kto(path)`: TRL's `{prompt, completion, label}` with strings or message lists, and LLaMA-Factory's
-  `{messages, label | kto_tag}` whose last message is the completion.
+- `load_kto(path)`: TRL's `{prompt, completion, label}` with strings or message lists (`desirable` for
+  `label` too, as a dumped `KTOExample` has it), and LLaMA-Factory's `{messages, label | kto_tag}` whose last
+  message is the completion.
 
 The `*_row` functions write the same records back in the forms the feedback export uses.
 """
@@ -335,9 +336,10 @@ def _answer(value: Any, key: str) -> str:
 
 
 def _label(row: dict[str, Any]) -> bool:
-    key = "label" if "label" in row else "kto_tag" if "kto_tag" in row else None
+    """TRL's `label`, LLaMA-Factory's `kto_tag`, or `desirable` as a dumped KTOExample holds it."""
+    key = next((k for k in ("label", "kto_tag", "desirable") if k in row), None)
     if key is None:
-        raise _RowError("expected a boolean 'label' (or LLaMA-Factory's 'kto_tag'), got no such field")
+        raise _RowError("expected a boolean 'label' (or 'kto_tag', 'desirable'), got no such field")
     if not isinstance(row[key], bool):
         raise _RowError(f"expected {key!r} to be true or false, got {_json_kind(row[key])}")
     return bool(row[key])

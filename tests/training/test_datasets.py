@@ -288,6 +288,10 @@ PROMPT = [{"role": "user", "content": "Q?"}]
 GOOD_PREFERENCES = [
     pytest.param({"prompt": "Q?", "chosen": "good", "rejected": "bad"}, id="trl-strings"),
     pytest.param(
+        PreferenceExample(prompt=[ChatMessage(role="user", content="Q?")], chosen="good", rejected="bad").model_dump(),
+        id="dumped-record",
+    ),
+    pytest.param(
         {
             "prompt": PROMPT,
             "chosen": [{"role": "assistant", "content": "good"}],
@@ -360,6 +364,10 @@ GOOD_KTO = [
     ),
     pytest.param({"messages": [*PROMPT, {"role": "assistant", "content": "good"}], "label": True}, id="messages"),
     pytest.param(
+        KTOExample(prompt=[ChatMessage(role="user", content="Q?")], completion="good", desirable=True).model_dump(),
+        id="dumped-record",
+    ),
+    pytest.param(
         {"conversations": [{"from": "human", "value": "Q?"}, {"from": "gpt", "value": "good"}], "kto_tag": True},
         id="llamafactory-kto-tag",
     ),
@@ -375,7 +383,7 @@ def test_load_kto_reads_each_form(tmp_path: Path, row: dict[str, object]) -> Non
 BAD_KTO = [
     pytest.param({"prompt": "Q?", "completion": "a", "label": "yes"}, "true or false, got a string", id="label-str"),
     pytest.param({"prompt": "Q?", "completion": "a", "label": 1}, "true or false, got the number 1", id="label-int"),
-    pytest.param({"prompt": "Q?", "completion": "a"}, "boolean 'label'", id="no-label"),
+    pytest.param({"prompt": "Q?", "completion": "a"}, "boolean 'label' (or 'kto_tag', 'desirable')", id="no-label"),
     pytest.param({"prompt": "Q?", "label": True}, "'completion' beside", id="no-completion"),
     pytest.param({"messages": PROMPT, "label": False}, "end with the assistant's completion", id="no-answer"),
 ]
