@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot import __version__
+from bot.commands.feedback import feedback_app
 from bot.commands.guardrails import eval_guardrails, guard_app
 from bot.commands.knowledge import eval_retrieval, kb_app
 from bot.commands.training import eval_model, train
@@ -44,6 +45,7 @@ app.add_typer(guard_app, name="guard")
 eval_app.command("guardrails")(eval_guardrails)
 eval_app.command("model")(eval_model)
 app.command("train")(train)
+app.add_typer(feedback_app, name="feedback")
 
 err_console = Console(stderr=True)
 

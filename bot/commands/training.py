@@ -6,7 +6,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 from rich.console import Console
@@ -251,13 +251,13 @@ def eval_model(
 ) -> None:
     """Loss, perplexity and answer match of an adapter, with wins and losses against a baseline."""
     from bot.cli import settings
-    from training.datasets import load_sft
+    from training.datasets import SFTFormat, load_sft
     from training.registry import AdapterRegistry
 
     config = settings()
     _quiet_transformers()
     registry = AdapterRegistry.in_data_dir(config.data_dir)
-    examples = load_sft(data, data_format)[:limit]
+    examples = load_sft(data, cast("SFTFormat", data_format))[:limit]  # load_sft names a wrong format
     name = adapter or registry.active()
     if name is None:
         raise DomainbotError("No adapter to evaluate: pass --adapter NAME, or activate one first.")
