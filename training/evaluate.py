@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bot.config import Settings
 from bot.errors import DomainbotError
 from bot.model.backend import GenerationParams, GenerationResult, Message
 from training.datasets import SFTExample
@@ -181,3 +182,20 @@ def plot_report(result: dict[str, Any], path: Path) -> Path:
         if key in result
     }
     return bar_plot(groups, path, "Answer match on the evaluation data")
+
+
+def score_adapter(
+    settings: Settings, label: str, adapter: Path | None, examples: Sequence[SFTExample], max_new_tokens: int
+) -> ModelScore:
+    """Score the configured model with `adapter` (None: the base model) as the bot would run it."""
+    from bot.model.factory import open_backend
+    from bot.model.loader import resolve_model
+
+    if not examples:
+        raise DomainbotError("The evaluation data holds no examples.")
+    # The transformers backend: it holds the torch module the answer loss needs, with the adapter merged in.
+    opened = open_backend(settings.model_copy(update={"adapter": adapter, "backend": "transformers"}))
+    backend: Any = opened.backend
+    encoder = ConversationEncoder(resolve_model(settings).folder, settings.prompt_format)
+    answer = greedy_answerer(backend, max_new_tokens)
+    return score_model(Evaluated(label, backend.loaded.model, backend.loaded.device, answer), encoder, examples)

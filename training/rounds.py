@@ -23,6 +23,7 @@ from training.distributed import start, stop
 from training.loop import Fingerprint, FitResult, Micro, Objective, config_sha256, fit
 from training.model import load_for_training, plan_precision
 from training.plot import loss_plot
+from training.registry import AdapterCard, AdapterRegistry
 
 ADAPTER_DIR = "adapter"
 RoundKind = Literal["sft", "dpo", "kto"]
@@ -141,3 +142,18 @@ def _save_adapter(model: Any, folder: Path, base_name: str) -> None:
     for config in model.peft_config.values():
         config.base_model_name_or_path = base_name
     model.save_pretrained(folder, safe_serialization=True)
+
+
+def register(registry: AdapterRegistry, result: RoundResult, name: str, parent: str | None = None) -> None:
+    """Enter a finished round's adapter in the registry with its data, arguments and metrics."""
+    card = AdapterCard(
+        name=name,
+        kind=result.kind,
+        base_model=result.base.name,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        data=result.data,
+        arguments=result.arguments,
+        metrics=result.metrics,
+        parent=parent,
+    )
+    registry.add(result.adapter_dir, card)

@@ -14,13 +14,14 @@ from rich.console import Console
 from bot.errors import DomainbotError
 
 if TYPE_CHECKING:
-    from bot.config import Settings
     from training.registry import AdapterRegistry
+
+    from bot.config import Settings
     from training.rounds import BaseModel, RoundResult
 
 RUNS_DIR = "runs"
 EVALS_DIR = "evals"
-Kind = Literal["sft", "dpo", "kto"]
+Kind = Literal["sft", "dpo", "kto", "round"]
 
 
 def _quiet_transformers() -> None:
@@ -55,12 +56,9 @@ def adapter_folder(registry: AdapterRegistry, value: str) -> Path:
     raise DomainbotError(f"No adapter named {value!r} (registered: {known}) and no adapter folder at {folder}.")
 
 
-def _arguments(kind: Kind, preset: Path | None, given: dict[str, Any]) -> Any:
-    """Preset file first, then the flags given on the command line; validated in one go."""
+def _argument_values(preset: Path | None, given: dict[str, Any]) -> dict[str, Any]:
+    """Preset file first, then the flags given on the command line."""
     import yaml
-    from pydantic import ValidationError
-
-    from training.arguments import PreferenceArguments, SFTArguments
 
     values: dict[str, Any] = {}
     if preset is not None:
@@ -74,7 +72,15 @@ def _arguments(kind: Kind, preset: Path | None, given: dict[str, Any]) -> Any:
     lora = {**values.pop("lora", {}), **{k: given.pop(k) for k in list(given) if k.startswith("lora_")}}
     values.update({k: v for k, v in given.items() if v is not None})
     values["lora"] = {k.removeprefix("lora_"): v for k, v in lora.items() if v is not None}
-    model = SFTArguments if kind == "sft" else PreferenceArguments
+    return values
+
+
+def _validated(kind: Kind, values: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    from training.arguments import PreferenceArguments, SFTArguments
+
+    model = PreferenceArguments if kind in ("dpo", "kto") else SFTArguments
     try:
         return model.model_validate(values)
     except ValidationError as exc:
@@ -108,36 +114,28 @@ def _progress_printer(console: Console) -> Any:
     return on_step
 
 
-def register_round(settings: Settings, result: RoundResult, name: str, activate: bool) -> str:
-    from training.registry import AdapterCard, AdapterRegistry
-
-    registry = AdapterRegistry.in_data_dir(settings.data_dir)
-    card = AdapterCard(
-        name=name,
-        kind=result.kind,
-        base_model=result.base.name,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        data=result.data,
-        arguments=result.arguments,
-        metrics=result.metrics,
-    )
-    registry.add(result.adapter_dir, card)
-    if activate:
-        registry.activate(name)
-    return name
-
-
 def train(
-    kind: Annotated[Kind, typer.Argument(help="sft: instruction/feedback data; dpo: preference pairs; kto: rows.")],
-    data: Annotated[Path, typer.Option("--data", help="The dataset file.")],
+    kind: Annotated[
+        Kind,
+        typer.Argument(help="sft: instruction data; dpo: preference pairs; kto: rated rows; round: the feedback loop."),
+    ],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="The dataset file (round: instruction data to rehearse).")
+    ] = None,
     data_format: Annotated[
-        str, typer.Option("--format", help="sft only: alpaca, koalpaca, chat or feedback.")
+        str, typer.Option("--format", help="sft and round: alpaca, koalpaca, chat or feedback.")
     ] = "chat",
     model: Annotated[str | None, typer.Option(help="A local model folder (default: the configured model).")] = None,
     name: Annotated[str | None, typer.Option(help="Name of the new adapter (default: next free '<kind>-NNN').")] = None,
     resume: Annotated[str | None, typer.Option(help="Continue the named run from its latest checkpoint.")] = None,
     preset: Annotated[Path | None, typer.Option(help="YAML file of training arguments; flags override it.")] = None,
-    activate: Annotated[bool, typer.Option("--activate", help="Activate the adapter when the round ends.")] = False,
+    activate: Annotated[
+        bool | None,
+        typer.Option(
+            "--activate/--no-activate",
+            help="Activate the new adapter (default: no; for round: yes, when it beats the serving one).",
+        ),
+    ] = None,
     prompt_format: Annotated[str | None, typer.Option(help="chat (the model's template), alpaca or koalpaca.")] = None,
     rank: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
     alpha: Annotated[int | None, typer.Option(help="LoRA alpha.")] = None,
@@ -161,15 +159,15 @@ def train(
     save_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps (0: at the end only).")] = None,
     beta: Annotated[float | None, typer.Option(help="dpo/kto: strength of the pull to the base model.")] = None,
 ) -> None:
-    """Train a LoRA round and register its adapter (run under torchrun for several processes)."""
+    """Train a LoRA round and register its adapter (under torchrun for several processes). `round` runs the
+    feedback loop: export the corrections, train, evaluate against the serving adapter, activate if better."""
     from bot.cli import settings
     from training.registry import AdapterRegistry
 
     config = settings()
-    if kind != "sft" and data_format != "chat":
-        raise DomainbotError("--format is for sft; dpo and kto read the feedback exports (and TRL's layouts).")
+    if kind in ("dpo", "kto") and data_format != "chat":
+        raise DomainbotError("--format is for sft and round; dpo and kto read the feedback exports (or TRL's).")
     given: dict[str, Any] = {
-        "data": data,
         "model": model,
         "prompt_format": prompt_format or config.prompt_format,
         "lora_rank": rank,
@@ -188,14 +186,22 @@ def train(
         "precision": precision,
         "gradient_checkpointing": gradient_checkpointing,
         "save_every": save_every,
+        "beta": beta if kind in ("dpo", "kto") else None,
     }
-    if kind == "sft":
-        given["format"] = data_format
-    else:
-        given["beta"] = beta
-    args = _arguments(kind, preset, given)
-    if not args.data.is_file():
-        raise DomainbotError(f"The dataset file {args.data} does not exist.")
+    values = _argument_values(preset, given)
+    if data is not None and not data.is_file():
+        raise DomainbotError(f"The dataset file {data} does not exist.")
+    _quiet_transformers()
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, only rank 0 prints
+    on_step = _progress_printer(Console(stderr=True)) if main_process else None
+    if kind == "round":
+        if resume is not None or name is not None:
+            raise DomainbotError("A feedback round names itself (round-NNN) and starts fresh: drop --resume/--name.")
+        _feedback_round(config, values, data, data_format, activate is not False, on_step)
+        return
+    if data is None:
+        raise DomainbotError(f"train {kind} needs --data FILE.")
+    args = _validated(kind, {**values, "data": data, **({"format": data_format} if kind == "sft" else {})})
     registry = AdapterRegistry.in_data_dir(config.data_dir)
     runs = config.data_dir / RUNS_DIR
     if resume is not None:
@@ -206,15 +212,15 @@ def train(
         run_name = name or registry.next_name(kind)
         if name is not None and name in {card.name for card in registry.list()}:
             raise DomainbotError(f"An adapter named {name!r} exists already; choose another --name.")
-    _quiet_transformers()
     base = base_model(config, args.model)
-    console = Console(stderr=True)
-    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, only rank 0 prints
-    on_step = _progress_printer(console) if main_process else None
     result = _run(kind, args, base, runs / run_name, config.device, resume is not None, on_step)
     if not result.main_process:
         return
-    register_round(config, result, run_name, activate)
+    from training.rounds import register
+
+    register(registry, result, run_name, parent=None)
+    if activate:
+        registry.activate(run_name, base.name)
     metrics = result.metrics
     typer.echo(
         f"Adapter {run_name}: {metrics['steps']} steps, loss {metrics['first_loss']} -> {metrics['final_loss']}, "
@@ -224,6 +230,25 @@ def train(
     typer.echo(
         f"Active adapter: {run_name}" if activate else f"Activate it with: domainbot adapters activate {run_name}"
     )
+
+
+def _feedback_round(
+    config: Settings, values: dict[str, Any], data: Path | None, data_format: str, activate: bool, on_step: Any
+) -> None:
+    from training.cycle import run_cycle
+
+    rehearse = (data, cast("SFTFormat", data_format)) if data is not None else None
+    base = base_model(config, values.get("model"))
+    _validated("round", {**values, "data": Path("feedback.jsonl"), "format": "feedback"})  # fail before exporting
+    outcome = run_cycle(config, base, values, rehearse, activate=activate, on_step=on_step)
+    typer.echo(f"Exported {outcome.export.rows} rows to {outcome.export.path}.")
+    typer.echo(f"Adapter {outcome.adapter}: {outcome.reason}.")
+    if outcome.activated:
+        typer.echo(f"Active adapter: {outcome.adapter} (a running bot switches to it without a restart).")
+    elif activate:
+        typer.echo(f"Not activated: it does not beat {outcome.baseline}; the serving adapter is unchanged.")
+    else:
+        typer.echo(f"Activate it with: domainbot adapters activate {outcome.adapter}")
 
 
 def _run(kind: Kind, args: Any, base: BaseModel, run_dir: Path, device: str, resume: bool, on_step: Any) -> RoundResult:
@@ -250,9 +275,11 @@ def eval_model(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Loss, perplexity and answer match of an adapter, with wins and losses against a baseline."""
+    from training.registry import AdapterRegistry
+
     from bot.cli import settings
     from training.datasets import SFTFormat, load_sft
-    from training.registry import AdapterRegistry
+    from training.evaluate import score_adapter
 
     config = settings()
     _quiet_transformers()
@@ -261,11 +288,11 @@ def eval_model(
     name = adapter or registry.active()
     if name is None:
         raise DomainbotError("No adapter to evaluate: pass --adapter NAME, or activate one first.")
-    candidate = _score(config, name, adapter_folder(registry, name), examples, max_new_tokens)
+    candidate = score_adapter(config, name, adapter_folder(registry, name), examples, max_new_tokens)
     against = None
     if baseline is not None and baseline != name:
         folder = None if baseline == "base" else adapter_folder(registry, baseline)
-        against = _score(config, baseline, folder, examples, max_new_tokens)
+        against = score_adapter(config, baseline, folder, examples, max_new_tokens)
     from training.evaluate import plot_report, report
 
     result = report(candidate, against)
@@ -290,18 +317,3 @@ def eval_model(
         c = result["comparison"]
         typer.echo(f"{'against baseline':>24}: {c['wins']} wins, {c['losses']} losses, {c['ties']} ties")
     typer.echo(f"Plot: {result['plot']}")
-
-
-def _score(config: Settings, label: str, folder: Path | None, examples: list[Any], max_new_tokens: int) -> Any:
-    from bot.model.factory import open_backend
-    from training.encoding import ConversationEncoder
-    from training.evaluate import Evaluated, greedy_answerer, score_model
-
-    if not examples:
-        raise DomainbotError("The evaluation data holds no examples.")
-    opened = open_backend(config.model_copy(update={"adapter": folder, "backend": "transformers"}))
-    backend: Any = opened.backend
-    loaded = backend.loaded
-    encoder = ConversationEncoder(base_model(config, None).folder, config.prompt_format)
-    evaluated = Evaluated(label, loaded.model, loaded.device, greedy_answerer(backend, max_new_tokens))
-    return score_model(evaluated, encoder, examples)
