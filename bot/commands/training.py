@@ -14,9 +14,9 @@ from rich.console import Console
 from bot.errors import DomainbotError
 
 if TYPE_CHECKING:
-    from training.registry import AdapterRegistry
-
     from bot.config import Settings
+    from training.datasets import SFTFormat
+    from training.registry import AdapterRegistry
     from training.rounds import BaseModel, RoundResult
 
 RUNS_DIR = "runs"
@@ -278,7 +278,7 @@ def eval_model(
     from training.registry import AdapterRegistry
 
     from bot.cli import settings
-    from training.datasets import SFTFormat, load_sft
+    from training.datasets import load_sft
     from training.evaluate import score_adapter
 
     config = settings()
