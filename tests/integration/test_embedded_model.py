@@ -14,22 +14,9 @@ from bot.model import embedded
 from bot.model.backend import GenerationParams, GenerationResult, IncrementalDecoder
 from bot.model.loader import load_model
 from tests.helpers import run_cli
+from tests.integration.conftest import use_models
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def prepared_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One conversion shared by the module: the first start of a fresh data folder."""
-    models = tmp_path_factory.mktemp("models")
-    folder, converted = embedded.ensure_embedded_model(models)
-    assert converted
-    assert embedded.cache_problem(folder, embedded.find_embedded_gguf()) is None
-    return models
-
-
-def use_models(monkeypatch: pytest.MonkeyPatch, models: Path) -> None:
-    monkeypatch.setenv("DOMAINBOT_MODEL_CACHE_DIR", str(models))
 
 
 def test_second_load_comes_from_the_cache(prepared_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
