@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot import __version__
+from bot.commands.adapters import adapters_app
 from bot.commands.guardrails import eval_guardrails, guard_app
 from bot.commands.knowledge import eval_retrieval, kb_app
 from bot.config import Settings, describe_settings, load_settings
@@ -40,6 +41,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(kb_app, name="kb")
 eval_app.command("retrieval")(eval_retrieval)
 app.add_typer(guard_app, name="guard")
+app.add_typer(adapters_app, name="adapters")
 eval_app.command("guardrails")(eval_guardrails)
 
 err_console = Console(stderr=True)
@@ -217,7 +219,7 @@ def model_info(as_json: Annotated[bool, typer.Option("--json", help="Print one J
     """Load the configured model and describe it."""
     from bot.model.factory import open_backend
 
-    opened = open_backend(settings())
+    opened = open_backend(settings(), follow_registry=True)
     backend = opened.backend
     info = {
         "model": backend.model_name,
