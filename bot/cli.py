@@ -172,9 +172,10 @@ def eval_gsm8k(
     problems = load_problems(data)
     answer = None
     if limit > 0:
+        from bot.model.factory import pin_active_adapter
         from bot.pipeline import Pipeline
 
-        pipeline = Pipeline.from_settings(settings())
+        pipeline = Pipeline.from_settings(pin_active_adapter(settings()))
         ids = count()
 
         def answer(question: str) -> str:

@@ -67,6 +67,17 @@ def open_backend(settings: Settings, follow_registry: bool = False) -> OpenedBac
     return opened
 
 
+def pin_active_adapter(settings: Settings) -> Settings:
+    """The settings with the registry's active adapter pinned, unless one is set already: for evaluations, whose
+    results must come from one adapter even if another is activated while they run."""
+    if settings.adapter is not None:
+        return settings
+    from training.registry import AdapterRegistry
+
+    active = AdapterRegistry.in_data_dir(settings.data_dir).active()
+    return settings if active is None else settings.model_copy(update={"adapter": Path(active)})
+
+
 def _build_backend(
     settings: Settings, resolved: ResolvedModel, adapter: Path | None, device: torch.device, dtype: torch.dtype
 ) -> Backend:

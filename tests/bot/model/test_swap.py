@@ -18,7 +18,7 @@ import torch
 from bot.errors import DomainbotError
 from bot.feedback import FeedbackStore
 from bot.model.backend import Backend, GenerationParams, GenerationResult
-from bot.model.factory import open_backend
+from bot.model.factory import open_backend, pin_active_adapter
 from bot.model.native import NativeLlamaBackend
 from bot.model.swap import SwappableBackend, serving
 from bot.pipeline import Pipeline
@@ -143,6 +143,16 @@ def test_the_active_adapter_is_used_at_start_unless_one_is_pinned(
     assert (pinned.adapter, generate(pinned)) == ("B", expected["B"])
 
 
+def test_evaluations_pin_the_adapter_active_when_they_start(settings: Any, registry: AdapterRegistry) -> None:
+    assert pin_active_adapter(settings) is settings  # nothing active: the base model, as configured
+    registry.activate("A")
+    pinned = open_backend(pin_active_adapter(settings), follow_registry=True).backend
+    registry.activate("B")
+    assert not isinstance(pinned, SwappableBackend) and pinned.adapter == "A"
+    explicit = settings.model_copy(update={"adapter": Path("B")})
+    assert pin_active_adapter(explicit) is explicit
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [("pointer", r"active-adapter pointer .*active\.json is damaged"), ("misfit", "was trained on SomeOrg/Other")],
@@ -157,9 +167,14 @@ def test_a_bad_active_adapter_stops_the_start_with_one_message(
         registry.activate("misfit")
     with pytest.raises(DomainbotError, match=message):
         open_backend(settings, follow_registry=True)
+
+
+def test_a_pinned_registry_adapter_of_another_model_is_refused(
+    settings: Any, registry: AdapterRegistry, adapter_files: dict[str, Path]
+) -> None:
+    register(registry, "misfit", adapter_files["A"], "SomeOrg/Other")
     with pytest.raises(DomainbotError, match="was trained on SomeOrg/Other"):
-        register(registry, "pinned-misfit", adapter_files["A"], "SomeOrg/Other")
-        open_backend(settings.model_copy(update={"adapter": Path("pinned-misfit")}), follow_registry=True)
+        open_backend(settings.model_copy(update={"adapter": Path("misfit")}), follow_registry=True)
 
 
 # --- the swap itself, with scripted backends: no model needed -------------------------------------------------
