@@ -11,6 +11,7 @@ from bot.config import Settings
 from bot.conversation import Conversation
 from bot.errors import DomainbotError
 from bot.model.backend import Backend, GenerationParams, GenerationResult
+from bot.model.swap import serving
 from bot.model.text_formats import STOP_STRINGS
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class ChatSession:
     def from_settings(cls, settings: Settings) -> ChatSession:
         from bot.model.factory import open_backend
 
-        opened = open_backend(settings)
+        opened = open_backend(settings, follow_registry=True)
         return cls(
             opened.backend,
             generation_params(settings),
@@ -93,13 +94,14 @@ class ChatSession:
         if not question:
             raise DomainbotError("The question is empty: type a question, or /help for commands.")
         started = time.perf_counter()
-        answer_room = min(self.params.max_new_tokens, self.backend.context_window() // 2)
-        total_budget = self.backend.context_window() - answer_room
+        backend = serving(self.backend)  # one backend for the whole answer, even if the adapter switches meanwhile
+        answer_room = min(self.params.max_new_tokens, backend.context_window() // 2)
+        total_budget = backend.context_window() - answer_room
         messages = self.conversation.prompt(
-            question, self.backend.count_tokens, self.history_max_tokens, total_budget
+            question, backend.count_tokens, self.history_max_tokens, total_budget
         )
         prompt_seconds = time.perf_counter() - started
-        prompt_tokens = self.backend.count_tokens(messages)
+        prompt_tokens = backend.count_tokens(messages)
         if prompt_tokens > total_budget:
             raise DomainbotError(
                 f"The question is too long: its prompt takes {prompt_tokens} tokens and this model takes at most "
@@ -107,7 +109,7 @@ class ChatSession:
             )
         result = GenerationResult()
         pieces: list[str] = []
-        for piece in self.backend.stream(messages, self.params, result):
+        for piece in backend.stream(messages, self.params, result):
             pieces.append(piece)
             if on_piece is not None:
                 on_piece(piece)
@@ -118,9 +120,9 @@ class ChatSession:
         timings["total"] = time.perf_counter() - started
         return Reply(
             text=text,
-            model=self.backend.model_name,
-            adapter=self.backend.adapter,
-            backend=self.backend.name,
+            model=backend.model_name,
+            adapter=backend.adapter,
+            backend=backend.name,
             finish_reason=result.finish_reason,
             usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.new_tokens},
             timings=timings,

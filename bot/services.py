@@ -57,7 +57,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
     from knowledge.wolfram import WolframClient
 
     started = time.perf_counter()
-    opened = open_backend(settings)
+    opened = open_backend(settings, follow_registry=True)
     loaded_model = time.perf_counter()
     try:
         embedder = SentenceTransformerEmbedder(settings.embedder_path)

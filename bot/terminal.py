@@ -66,6 +66,7 @@ def run_chat(session: Session, stdin: TextIO | None = None, stdout: TextIO | Non
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     interactive = stdin.isatty() and stdout.isatty()
+    shown_adapter = session.backend.adapter
     if interactive:
         _enable_line_editing()
         backend = session.backend
@@ -84,6 +85,10 @@ def run_chat(session: Session, stdin: TextIO | None = None, stdout: TextIO | Non
                 break
             continue
         if interactive:
+            # A newly activated adapter is loaded in the background; say so once it answers.
+            if session.backend.adapter != shown_adapter:
+                shown_adapter = session.backend.adapter
+                stdout.write(f"(switched to {_adapter_label(shown_adapter)})\n")
             stdout.write("bot › ")
             stdout.flush()
         try:
@@ -113,6 +118,10 @@ def _command(text: str, session: Session, stdout: TextIO) -> bool:
         stdout.write(f"Unknown command {name}. Type /help for the list.\n")
     stdout.flush()
     return True
+
+
+def _adapter_label(adapter: str | None) -> str:
+    return f"adapter {adapter}" if adapter else "the base model, no adapter"
 
 
 def _read_line(stdin: TextIO, stdout: TextIO, interactive: bool) -> str | None:

@@ -275,11 +275,10 @@ def eval_model(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Loss, perplexity and answer match of an adapter, with wins and losses against a baseline."""
-    from training.registry import AdapterRegistry
-
     from bot.cli import settings
     from training.datasets import load_sft
     from training.evaluate import score_adapter
+    from training.registry import AdapterRegistry
 
     config = settings()
     _quiet_transformers()

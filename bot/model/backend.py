@@ -55,9 +55,15 @@ class GenerationResult:
 class Backend(Protocol):
     """Turns a conversation into a streamed answer."""
 
-    name: str
-    model_name: str
-    adapter: str | None
+    # Read-only here, so a backend may answer them with properties (see bot/model/swap.py).
+    @property
+    def name(self) -> str: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def adapter(self) -> str | None:
+        """The LoRA adapter merged into the weights (its folder or registry name), or None."""
+        ...
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """Tokens the rendered prompt for `messages` takes."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.config import EMBEDDED_MODEL, Settings
-from bot.errors import DomainbotError
+from bot.errors import AdapterError, DomainbotError
 from bot.model import embedded
 
 if TYPE_CHECKING:
@@ -90,7 +90,8 @@ def load_resolved(settings: Settings, load: Callable[[ResolvedModel], T]) -> T:
     try:
         return load(resolved)
     except DomainbotError as exc:
-        if resolved.source != "cache":
+        # An adapter that does not fit says nothing about the cache: rebuilding it would cost half a minute.
+        if resolved.source != "cache" or isinstance(exc, AdapterError):
             raise
         folder, _ = embedded.ensure_embedded_model(settings.models_dir, rebuild_reason=str(exc))
         return load(ResolvedModel(folder, resolved.name, "converted"))
@@ -109,11 +110,39 @@ def load_model(settings: Settings) -> LoadedModel:
         loaded.source = resolved.source
         return loaded
 
+    adapter = pinned_adapter(settings)
     loaded = load_resolved(settings, load)
-    if settings.adapter is not None:
-        apply_adapter(loaded, settings.adapter)
+    if adapter is not None:
+        apply_adapter(loaded, adapter)
     loaded.timings["load"] = time.perf_counter() - started
     return loaded
+
+
+def configured_model_name(settings: Settings) -> str:
+    """The configured model's name, as `resolve_model` gives it, without loading or converting anything."""
+    if settings.model == EMBEDDED_MODEL:
+        return embedded.NAME
+    return _display_name(resolve_model_folder(settings.model), settings.model)
+
+
+def pinned_adapter(settings: Settings) -> Path | None:
+    """The folder DOMAINBOT_ADAPTER names: a path, or the name of an adapter in the registry.
+
+    A registry adapter must have been trained on the configured model. Anything else is passed on as a path, for
+    the loaders to say what is missing there.
+    """
+    if settings.adapter is None:
+        return None
+    adapter = settings.adapter.expanduser()
+    if adapter.is_dir() or len(adapter.parts) != 1:
+        return adapter
+    from training.registry import AdapterRegistry
+
+    registry = AdapterRegistry.in_data_dir(settings.data_dir)
+    if not (registry.root / adapter.name).is_dir():
+        return adapter
+    registry.check_fits(adapter.name, configured_model_name(settings))
+    return registry.path(adapter.name)
 
 
 def _display_name(folder: Path, reference: str) -> str:
@@ -165,15 +194,15 @@ def apply_adapter(loaded: LoadedModel, adapter: Path) -> None:
 
     config_file = adapter / "adapter_config.json"
     if not config_file.is_file():
-        raise DomainbotError(
+        raise AdapterError(
             f"Adapter {adapter} is not a peft adapter folder: expected adapter_config.json in it. "
-            "Check DOMAINBOT_ADAPTER."
+            "Check DOMAINBOT_ADAPTER: a peft adapter folder, or the name of an adapter in `domainbot adapters list`."
         )
     try:
         peft_model = PeftModel.from_pretrained(loaded.model, adapter, is_trainable=False)
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
         base = _adapter_base(config_file)
-        raise DomainbotError(
+        raise AdapterError(
             f"Adapter {adapter} does not fit model {loaded.name} (it was trained on {base or 'another model'}): "
             f"{first_line(exc)}"
         ) from exc

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from bot.errors import DomainbotError
+from bot.errors import AdapterError
 from bot.model.backend import LocalBackend, Message, TextDecoder, eos_token_ids
 from bot.model.chat_format import ChatFormat
 from bot.model.llama import Llama, load_llama, read_config
@@ -91,7 +91,7 @@ class NativeLlamaBackend(LocalBackend):
             try:
                 merge_lora(self.model, adapter)
             except (ValueError, KeyError, OSError) as exc:
-                raise DomainbotError(f"Adapter {adapter} does not fit model {model_name}: {exc}") from exc
+                raise AdapterError(f"Adapter {adapter} does not fit model {model_name}: {exc}") from exc
             self.adapter = adapter.name
         generation_file = folder / "generation_config.json"
         generation = json.loads(generation_file.read_text(encoding="utf-8")) if generation_file.exists() else {}

@@ -39,3 +39,31 @@ def test_a_failing_question_does_not_end_the_chat() -> None:
     output, _, _answered = chat("   x" + " word" * 5000 + "\nok?\n", "fine")
     assert "error: The question is too long" in output
     assert output.endswith("fine\n")
+
+
+class TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_chat_says_when_a_new_adapter_answers(monkeypatch) -> None:
+    backend = ScriptedBackend().enqueue(["one", "two", "three"])
+    backend.adapter = "round-001"
+    session = ChatSession(backend, GenerationParams(), "sys", history_max_tokens=500)
+    lines = iter(["first", "second", "third"])
+
+    def typed(prompt: str) -> str:
+        line = next(lines, None)
+        if line is None:
+            raise EOFError
+        if line == "third":  # an activation was picked up between the second and third question
+            backend.adapter = "round-002"
+        return line
+
+    monkeypatch.setattr("builtins.input", typed)
+    out = TTY()
+    assert run_chat(session, stdin=TTY(), stdout=out) == 3
+    text = out.getvalue()
+    assert text.startswith("domainbot · scripted-model + adapter round-001 ·")
+    assert text.count("(switched to") == 1
+    assert text.index("two") < text.index("(switched to adapter round-002)") < text.index("three")

@@ -103,3 +103,26 @@ def test_unavailable_device_is_refused(tiny_settings, monkeypatch: pytest.Monkey
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(DomainbotError, match="'cuda' was requested"):
         load_model(load_settings().model_copy(update={"device": "cuda", "model": tiny_settings.model}))
+
+
+def test_a_misfit_adapter_does_not_rebuild_the_model_cache(
+    tmp_path: Path, tiny_settings, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached embedded model that fails to load is rebuilt once; an adapter that does not fit says nothing
+    about the cache, and rebuilding it would cost half a minute for the same error."""
+    from bot.errors import AdapterError
+    from bot.model import loader
+    from bot.model.factory import open_backend
+
+    make_adapter(build_tiny_model(tmp_path / "wider", hidden_size=32), tmp_path / "wider-adapter")
+    cached = loader.ResolvedModel(tiny_model_dir, "tiny", "cache")
+    monkeypatch.setattr(loader, "resolve_model", lambda settings: cached)
+    rebuilds: list[str | None] = []
+    monkeypatch.setattr(
+        loader.embedded, "ensure_embedded_model", lambda models, rebuild_reason=None: rebuilds.append(rebuild_reason)
+    )
+    for backend in ("native", "transformers"):
+        settings = tiny_settings.model_copy(update={"adapter": tmp_path / "wider-adapter", "backend": backend})
+        with pytest.raises(AdapterError, match="does not fit model"):
+            open_backend(settings)
+    assert rebuilds == []
