@@ -16,6 +16,7 @@ from rich.table import Table
 from bot import __version__
 from bot.commands.guardrails import eval_guardrails, guard_app
 from bot.commands.knowledge import eval_retrieval, kb_app
+from bot.commands.publish import merge, publish
 from bot.config import Settings, describe_settings, load_settings
 from bot.errors import DomainbotError
 from bot.terminal import Session
@@ -41,6 +42,8 @@ app.add_typer(kb_app, name="kb")
 eval_app.command("retrieval")(eval_retrieval)
 app.add_typer(guard_app, name="guard")
 eval_app.command("guardrails")(eval_guardrails)
+app.command("merge")(merge)
+app.command("publish")(publish)
 
 err_console = Console(stderr=True)
 
