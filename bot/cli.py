@@ -39,11 +39,11 @@ eval_app = typer.Typer(help="Evaluate retrieval, guardrails and models on data s
 app.add_typer(model_app, name="model")
 app.add_typer(eval_app, name="eval")
 app.add_typer(kb_app, name="kb")
+app.command("merge")(merge)
+app.command("publish")(publish)
 eval_app.command("retrieval")(eval_retrieval)
 app.add_typer(guard_app, name="guard")
 eval_app.command("guardrails")(eval_guardrails)
-app.command("merge")(merge)
-app.command("publish")(publish)
 
 err_console = Console(stderr=True)
 

@@ -107,7 +107,7 @@ def merge_adapter(
     Hugging Face id, for the card's metadata. force: replace `out` if it exists. allow_other_base: merge even
     when the adapter names another base model (the shapes must still fit).
     """
-    base_folder, adapter, out = Path(base_folder), Path(adapter), Path(out)
+    base_folder, adapter, out = Path(base_folder), Path(adapter), Path(out).expanduser().resolve()
     base_name = base_name or base_folder.name
     _check_inputs(base_folder, adapter, out, force)
     info = AdapterInfo.read(adapter)
@@ -199,6 +199,16 @@ def _check_inputs(base_folder: Path, adapter: Path, out: Path, force: bool) -> N
         )
     if out.exists() and not out.is_dir():
         raise DomainbotError(f"Output path {out} is a file, not a folder; choose another --out.")
+    # --force replaces an earlier merge, never a folder of something else (`--out . --force` in the wrong place).
+    if out.exists() and any(out.iterdir()) and not _is_model_folder(out):
+        raise DomainbotError(
+            f"Output folder {out} exists and does not hold a model, so --force will not replace it. "
+            "Choose another --out."
+        )
+
+
+def _is_model_folder(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
 
 
 def _check_base_name(info: AdapterInfo, base_folder: Path, base_name: str) -> None:

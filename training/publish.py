@@ -31,6 +31,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 
 from pydantic import SecretStr
 
+from bot import __version__
 from bot.errors import DomainbotError
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def publish(
     from huggingface_hub import constants as hub_constants
 
     target = check_endpoint(endpoint or hub_constants.ENDPOINT or DEFAULT_ENDPOINT)
-    api = HfApi(endpoint=target, token=secret, library_name="domainbot")
+    api = HfApi(endpoint=target, token=secret, library_name="domainbot", library_version=__version__)
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=folder / name) for name in files]
     message = commit_message or f"Upload {kind} {folder.name} with domainbot"
     with scrubbed_logs(secret), _hub_online(), warnings.catch_warnings(record=True) as caught:

@@ -177,7 +177,8 @@ def test_merged_adapter_answers_like_the_adapter_on_the_embedded_model(
 
     merged = tmp_path / "merged"
     with safe_open(str(merged / "model.safetensors"), framework="pt") as weights:
-        assert "lm_head.weight" not in weights.keys()  # SmolLM2's tied embedding is written once
+        names = list(weights.keys())
+    assert "model.embed_tokens.weight" in names and "lm_head.weight" not in names  # tied: written once
     assert f"base_model: {embedded.HUB_ID}" in (merged / "README.md").read_text()
     question = ("ask", "What is the capital of France?", "--raw", "--json", "--max-tokens", "8")
     monkeypatch.setenv("DOMAINBOT_ADAPTER", str(tmp_path / "round-1"))

@@ -123,16 +123,26 @@ def test_dtype_is_written_as_asked(untied_base: Path, tmp_path: Path) -> None:
 
 def test_existing_output_needs_force(untied_base: Path, tmp_path: Path) -> None:
     make_adapter(untied_base, tmp_path / "adapter")
-    out = tmp_path / "merged"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    out = merge_adapter(untied_base, tmp_path / "adapter", tmp_path / "merged")
+    (out / "earlier.txt").write_text("from an earlier merge")
 
     with pytest.raises(DomainbotError, match=r"already exists.*--force"):
         merge_adapter(untied_base, tmp_path / "adapter", out)
-    assert (out / "keep.txt").read_text() == "mine"
+    assert (out / "earlier.txt").exists()
 
     merge_adapter(untied_base, tmp_path / "adapter", out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    assert not (out / "earlier.txt").exists() and (out / "model.safetensors").is_file()
+
+
+def test_force_replaces_only_a_model_folder(untied_base: Path, tmp_path: Path) -> None:
+    make_adapter(untied_base, tmp_path / "adapter")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine")
+
+    with pytest.raises(DomainbotError, match="does not hold a model, so --force will not replace it"):
+        merge_adapter(untied_base, tmp_path / "adapter", notes, force=True)
+    assert (notes / "keep.txt").read_text() == "mine"
 
 
 def test_a_failed_write_leaves_nothing_behind(
@@ -141,9 +151,8 @@ def test_a_failed_write_leaves_nothing_behind(
     from transformers import PreTrainedModel
 
     make_adapter(untied_base, tmp_path / "adapter")
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    out = merge_adapter(untied_base, tmp_path / "adapter", tmp_path / "out")
+    earlier = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError("No space left on device")
@@ -152,7 +161,7 @@ def test_a_failed_write_leaves_nothing_behind(
     with pytest.raises(OSError, match="No space"):
         merge_adapter(untied_base, tmp_path / "adapter", out, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "out"]
-    assert (out / "keep.txt").read_text() == "mine"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier  # the earlier merge is intact
 
 
 @pytest.fixture(scope="module")
