@@ -179,8 +179,8 @@ class FakeHub:
                 files[value["path"]] = self.lfs_objects[value["oid"]]
             else:
                 return 400, {"error": f"operation {line['key']} is not served here"}
-        oid = hashlib.sha1(body, usedforsecurity=False).hexdigest()
         with self._lock:
+            oid = hashlib.sha1(b"%d\n" % len(repo.commits) + body, usedforsecurity=False).hexdigest()
             repo.files.update(files)
             repo.commits.append(oid)
         return 200, {"commitUrl": f"{self.url}/{repo.repo_id}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None}

@@ -120,11 +120,10 @@ def merge_adapter(
     model = _load_base(base_folder)
     tensors = _adapter_tensors(adapter)
     _check_adapter_fits(model, tensors, adapter, base_name, info)
-    tied = bool(getattr(model.config, "tie_word_embeddings", False))
-    if tied and _touches_embeddings(model, tensors):
+    if getattr(model.config, "tie_word_embeddings", False) and _touches_embeddings(model, tensors):
         _untie_output_embeddings(model)
-        tied = False
     merged = _merge(model, adapter, base_name, info)
+    tied = bool(getattr(merged.config, "tie_word_embeddings", False))
     merged = merged.to(target_dtype)  # type: ignore[arg-type]  # transformers' stubs type `.to` for devices only
 
     with _staging(out, force) as staging:

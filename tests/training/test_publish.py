@@ -113,7 +113,7 @@ def test_public_publish_and_a_second_commit_to_the_same_repo(
     second = publish(model_folder, REPO, token, private=False, endpoint=hub.url, commit_message="again")
 
     assert hub.repos[REPO].private is False and first.private is False
-    assert hub.repos[REPO].commits == [first.revision, second.revision]
+    assert hub.repos[REPO].commits == [first.revision, second.revision] and first.revision != second.revision
 
 
 def test_existing_public_repo_takes_no_private_upload(hub: FakeHub, token: str, model_folder: Path) -> None:
