@@ -18,6 +18,7 @@ from bot.commands.adapters import adapters_app
 from bot.commands.feedback import feedback_app
 from bot.commands.guardrails import eval_guardrails, guard_app
 from bot.commands.knowledge import eval_retrieval, kb_app
+from bot.commands.publish import merge, publish
 from bot.commands.training import eval_model, train
 from bot.config import Settings, describe_settings, load_settings
 from bot.errors import DomainbotError
@@ -41,6 +42,8 @@ eval_app = typer.Typer(help="Evaluate retrieval, guardrails and models on data s
 app.add_typer(model_app, name="model")
 app.add_typer(eval_app, name="eval")
 app.add_typer(kb_app, name="kb")
+app.command("merge")(merge)
+app.command("publish")(publish)
 eval_app.command("retrieval")(eval_retrieval)
 app.add_typer(guard_app, name="guard")
 app.add_typer(adapters_app, name="adapters")

