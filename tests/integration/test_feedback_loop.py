@@ -10,6 +10,9 @@ import pytest
 from bot.config import load_settings
 from bot.feedback import FeedbackStore, InteractionRecord
 from bot.model import embedded
+from bot.model.backend import Backend, GenerationParams, GenerationResult
+from bot.model.factory import open_backend
+from bot.model.swap import SwappableBackend
 from tests.integration.conftest import use_models
 from training.cycle import run_cycle
 from training.registry import AdapterRegistry
@@ -51,6 +54,12 @@ def test_corrections_become_an_adapter_that_answers_with_them(
         store.correct(interaction, right, rater_id="7")
     store.close()
 
+    # A bot already running on the base model, as `domainbot chat` or the Telegram bot runs it.
+    running = open_backend(settings, follow_registry=True).backend
+    assert isinstance(running, SwappableBackend) and running.adapter is None
+    question, _, correction = CASES[0]
+    assert correction not in greedy(running, question)
+
     base = BaseModel(prepared_models / embedded.NAME, embedded.NAME)
     overrides = {"max_steps": 12, "learning_rate": 1e-3, "max_seq_len": 256}
     outcome = run_cycle(settings, base, overrides, max_new_tokens=40)
@@ -68,3 +77,15 @@ def test_corrections_become_an_adapter_that_answers_with_them(
     assert registry.active() == outcome.adapter
     card = registry.card(outcome.adapter)
     assert card.data["sha256"] == outcome.export.sha256 and card.metrics["eval"]["contains"] == 1.0
+
+    # The running bot switches to the new adapter without a restart: it polls the registry and loads the new
+    # adapter in the background; refresh() waits for that here instead of sleeping.
+    running.refresh()
+    assert correction in greedy(running, question)
+    assert running.adapter == outcome.adapter
+    running.close()
+
+
+def greedy(backend: Backend, question: str) -> str:
+    params = GenerationParams(max_new_tokens=40, temperature=0.0)
+    return "".join(backend.stream([{"role": "user", "content": question}], params, GenerationResult()))
