@@ -26,7 +26,6 @@ _EXPORTS = {
     "load_preferences": "training.datasets",
     "load_sft": "training.datasets",
     "merge_adapter": "training.merge",
-    "publish": "training.publish",
     "run_cycle": "training.cycle",
     "train_dpo": "training.preference",
     "train_kto": "training.preference",
