@@ -131,3 +131,17 @@ def test_preference_rounds_refuse_packing(tmp_path: Path) -> None:
 
     with pytest.raises(ValidationError, match="packing is not supported"):
         PreferenceArguments(data=tmp_path / "x.jsonl", packing=True)
+
+
+def test_running_out_of_memory_is_one_message_with_what_helps(
+    tiny_model: Path, chat_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training.sft import SFTObjective
+
+    def exhausted(*_: object) -> torch.Tensor:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(SFTObjective, "loss", exhausted)
+    with pytest.raises(DomainbotError, match=r"Out of memory at step 1 .*--micro-batch-size"):
+        train_sft(sft_args(chat_data), BaseModel(tiny_model, "tiny"), tmp_path / "run", "cpu")
+    assert not (tmp_path / "run" / "adapter").exists()
