@@ -46,6 +46,10 @@ class Objective(Protocol[MicroIn]):
         """Tokens that are not padding, for the throughput figure."""
         ...
 
+    def shape(self, micro: MicroIn) -> tuple[int, int]:
+        """(rows, tokens per row) of the padded batch, for the out-of-memory message."""
+        ...
+
     def loss(self, peft_model: Any, micro: MicroIn, device: torch.device) -> torch.Tensor:
         """The summed loss of this micro-batch (a scalar with gradients)."""
         ...
@@ -182,7 +186,7 @@ def fit(
         for index, micro in enumerate(mine):
             syncing = index == len(mine) - 1 or not processes.distributed
             sync = contextlib.nullcontext() if syncing else step_module.no_sync()  # type: ignore[operator]
-            with sync, out_of_memory_hint(step + 1, _shape(objective, micro)):
+            with sync, out_of_memory_hint(step + 1, objective.shape(micro)):
                 with plan.context(device):
                     summed = step_module(micro)
                 # DDP averages gradients over processes: scale by `world` so the sum over all units survives.
@@ -210,11 +214,6 @@ def fit(
             _save_checkpoint(run_dir, step + 1, peft_model, optimizer, scheduler, scaler, fingerprint, args, processes)
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _shape(objective: Any, micro: Any) -> tuple[int, ...]:
-    shape = getattr(objective, "shape", None)
-    return tuple(shape(micro)) if callable(shape) else (0, 0)
 
 
 def _log_step(path: Path, step: int, loss: float, lr: float, tokens: int, elapsed: float) -> None:
