@@ -16,6 +16,7 @@ from rich.table import Table
 from bot import __version__
 from bot.commands.guardrails import eval_guardrails, guard_app
 from bot.commands.knowledge import eval_retrieval, kb_app
+from bot.commands.telegram import telegram
 from bot.config import Settings, describe_settings, load_settings
 from bot.errors import DomainbotError
 from bot.terminal import Session
@@ -41,6 +42,7 @@ app.add_typer(kb_app, name="kb")
 eval_app.command("retrieval")(eval_retrieval)
 app.add_typer(guard_app, name="guard")
 eval_app.command("guardrails")(eval_guardrails)
+app.command("telegram")(telegram)
 
 err_console = Console(stderr=True)
 
@@ -249,10 +251,9 @@ def start() -> None:
             "  Run the Telegram bot:   set TELEGRAM_BOT_TOKEN and run `domainbot start` again."
         )
         return
-    raise DomainbotError(
-        "TELEGRAM_BOT_TOKEN is set, but this version of domainbot has no Telegram front end yet. "
-        "Use `domainbot chat` for now."
-    )
+    from bot.telegram import serve
+
+    serve(loaded, announce=lambda line: typer.echo(line, err=True))
 
 
 def main(argv: list[str] | None = None) -> None:
