@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from telegram import Document, ForceReply, Message, Update, User
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import Application, ApplicationHandlerStop, ContextTypes
 
 from bot.feedback import UnknownInteraction
@@ -273,6 +273,9 @@ async def unsupported(update: Update, context: Context) -> None:
 async def on_error(update: object, context: Context) -> None:
     """Log what failed and tell the user; the bot goes on with the next update."""
     error = context.error
+    if isinstance(error, Forbidden):  # the user blocked the bot, or it was removed from the group
+        log.info("Telegram refused a message to this chat: %s", error)
+        return
     if isinstance(error, UserError):
         log.debug("Refused a request: %s", error)
         text = escape(str(error))
