@@ -204,6 +204,9 @@ class FakeBotApi:
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.webhook: dict[str, Any] = {}
         self.flood_per_second: int | None = None
+        """Answer 429 to sends past this many per second (Telegram's own flood control), when set."""
+        self.listener: Callable[[ApiCall, Any], None] | None = None
+        """Called with each successful call and its result, outside the lock (benchmarks drive chats with it)."""
         self._recent: deque[float] = deque()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -486,6 +489,8 @@ class FakeBotApi:
             self._send(request, exc.status, answer)
         else:
             self._send(request, 200, {"ok": True, "result": result})
+            if self.listener is not None:
+                self.listener(call, result)
         finally:
             with self.lock:
                 self.lock.notify_all()

@@ -30,6 +30,7 @@ from bot.telegram.config import TelegramConfig
 from bot.telegram.core import BotCore
 from bot.telegram.delivery import call_api
 from bot.telegram.engine import Engine
+from bot.telegram.flood import FloodControl
 from bot.telegram.redaction import RedactSecrets, protect_logs
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def build_application(
         .base_file_url(config.base_file_url)
         .local_mode(config.local_mode)
         .concurrent_updates(CONCURRENT_UPDATES)
+        .rate_limiter(FloodControl())
         .get_updates_read_timeout(config.poll_timeout + POLL_READ_SLACK)
         .post_init(post_init)
         .build()

@@ -1,25 +1,23 @@
-"""Getting text to Telegram despite its limits: flood control, flaky networks, formatting it will not parse.
+"""Getting text to Telegram despite its limits: flaky networks, long texts, formatting it will not parse.
 
-Every call goes through `call_api`: a `RetryAfter` (HTTP 429) waits as long as the server asks, network errors
-and 5xx answers are retried with doubling back-off, and anything else is raised at once. Long texts are split
-(`formatting.split_html`); a message Telegram cannot parse is sent again as plain text.
+Calls the bot makes go through `call_api`: network errors and 5xx answers are retried with doubling back-off,
+and anything else is raised at once (flood control, HTTP 429, is waited out below it, in `flood.FloodControl`).
+Long texts are split (`formatting.split_html`); a message Telegram cannot parse is sent again as plain text.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import time
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError
 
 from bot.telegram.formatting import render_draft, split_html, to_plain
 
@@ -38,33 +36,17 @@ class RetryPolicy:
     backoff: float = 0.5
     """Seconds before the first retry after a network error; doubled each time up to `max_backoff`."""
     max_backoff: float = 8.0
-    max_flood_wait: float = 120.0
-    """A longer `retry_after` fails the call instead of holding one reply back for minutes."""
 
 
 DEFAULT_RETRY = RetryPolicy()
 
 
-def retry_seconds(exc: RetryAfter) -> float:
-    """How long the server asked to wait, whichever type this version of the library reports it in."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        value = exc.retry_after
-    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
-
-
 async def call_api(make: Callable[[], Awaitable[T]], policy: RetryPolicy = DEFAULT_RETRY) -> T:
-    """Run one Bot API call, honouring flood control and retrying network errors with back-off."""
+    """Run one Bot API call, retrying network errors and server failures with back-off."""
     delay = policy.backoff
     for attempt in range(1, policy.attempts + 1):
         try:
             return await make()
-        except RetryAfter as exc:
-            wait = retry_seconds(exc)
-            if attempt == policy.attempts or wait > policy.max_flood_wait:
-                raise
-            log.warning("Telegram flood control: waiting %.1f s before trying again", wait)
-            await asyncio.sleep(wait)
         except BadRequest:
             raise  # the request itself is wrong; sending it again cannot help
         except NetworkError as exc:
@@ -207,7 +189,7 @@ class LiveReply:
     seconds (0: no drafts), then the final text in place of the draft.
 
     `feed` runs on the event loop; `feeder()` gives the worker thread a callback that hands pieces over safely.
-    Drafts are best effort: one that fails is skipped, and flood control pauses drafts, never the final text.
+    Drafts are best effort: one that fails is skipped.
     """
 
     def __init__(
@@ -228,7 +210,6 @@ class LiveReply:
         self.edits = 0
         self._shown = ""
         self._last = 0.0
-        self._not_before = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._finished = False
@@ -251,7 +232,7 @@ class LiveReply:
 
     def _schedule(self) -> None:
         now = time.monotonic()
-        delay = max(self._last + self.interval - now, self._not_before - now, 0.0)
+        delay = max(self._last + self.interval - now, 0.0)
         self._timer = asyncio.get_running_loop().call_later(delay, self._begin_flush)
 
     def _begin_flush(self) -> None:
@@ -275,8 +256,6 @@ class LiveReply:
                 )
             self._shown = draft
             self.edits += 1
-        except RetryAfter as exc:
-            self._not_before = time.monotonic() + retry_seconds(exc)
         except TelegramError as exc:
             log.debug("Draft update skipped: %s", exc)
         finally:
