@@ -98,7 +98,9 @@ def build_application(
 async def register_commands(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Show the commands in Telegram's menu: everyone's, plus the admin commands in each admin's chat."""
     core = handlers.core_of_app(app)
-    if core.policy.open:
+    if core.config.mode == "webhook" and core.config.webhook_secret is None:
+        log.warning("TELEGRAM_WEBHOOK_SECRET is not set: anyone who learns the webhook URL can post updates.")
+    if core.config.open_to_everyone:
         log.warning(
             "No allowed users or chats are configured: the bot answers everyone who writes to it "
             "(set DOMAINBOT_TELEGRAM_ALLOWED_USERS or DOMAINBOT_TELEGRAM_ALLOWED_CHATS to restrict it)."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -54,6 +55,12 @@ class TelegramConfig:
                 raise DomainbotError(
                     f"DOMAINBOT_TELEGRAM_WEBHOOK_URL must be an http(s) URL, got {self.webhook_url!r}."
                 )
+        secret = self.webhook_secret.get_secret_value() if self.webhook_secret else None
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise DomainbotError(
+                f"TELEGRAM_WEBHOOK_SECRET must be 1 to 256 letters, digits, _ or -; the one set has {len(secret)} "
+                "characters, some of them others. Choose a new one."
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TelegramConfig:

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from bot.feedback import FeedbackStore
 from bot.pipeline import Answer, Citation, OnPiece, Pipeline
@@ -24,7 +25,7 @@ from bot.telegram.access import AccessPolicy, Gate, RateLimiter
 from bot.telegram.config import TelegramConfig
 from bot.telegram.engine import Engine
 from bot.telegram.export import feedback_files
-from bot.telegram.formatting import SourcePassage
+from bot.telegram.formatting import SourcePassage, source_name
 from knowledge import KnowledgeBase, KnowledgeError
 from knowledge.loaders import LOADERS
 
@@ -257,6 +258,9 @@ class BotCore:
         os.replace(downloaded, target)
         try:
             report = kb.add([target])
+        except KnowledgeError as exc:  # e.g. an embedder other than the one the knowledge base was built with
+            _restore(target, previous, had_previous)
+            return IngestOutcome(target.name, "failed", reason=str(exc))
         except BaseException:
             _restore(target, previous, had_previous)
             raise
@@ -284,7 +288,7 @@ class BotCore:
         if not matches:
             raise UserError(f"No source named {name!r}. /kb lists the sources.")
         if len(matches) > 1:
-            raise UserError(f"Several sources are named {name!r}; send the full name: {', '.join(matches)}")
+            raise UserError(f"Several sources are named {name!r}; send the full one: {', '.join(matches)}")
         source = matches[0]
         try:
             chunks = kb.remove(source)
@@ -295,10 +299,10 @@ class BotCore:
             uploaded.unlink(missing_ok=True)
         return self._display_name(source), chunks
 
-    def _display_name(self, source: str) -> str:
-        """Documents sent through Telegram by their file name; others by their full source."""
-        path = Path(source)
-        return path.name if path.parent == self.config.uploads_dir.resolve() else source
+    @staticmethod
+    def _display_name(source: str) -> str:
+        """A document by its file name: the folders it was added from are the server's business."""
+        return source_name(source)
 
     # --- admin ----------------------------------------------------------------------------------------------
 
@@ -311,9 +315,9 @@ class BotCore:
             ratings_up=feedback["ratings_up"],
             ratings_down=feedback["ratings_down"],
             corrections=feedback["corrections"],
-            documents=int(str(knowledge["documents"])),
-            passages=int(str(knowledge["chunks"])),
-            store_bytes=int(str(knowledge["bytes_on_disk"])),
+            documents=cast(int, knowledge["documents"]),
+            passages=cast(int, knowledge["chunks"]),
+            store_bytes=cast(int, knowledge["bytes_on_disk"]),
             model=backend.model_name,
             adapter=backend.adapter,
         )

@@ -207,7 +207,6 @@ class LiveReply:
         self.policy = policy
         self.text = ""
         self.message_id: int | None = None
-        self.edits = 0
         self._shown = ""
         self._last = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -255,7 +254,6 @@ class LiveReply:
                     draft, chat_id=self.chat_id, message_id=self.message_id, link_preview_options=NO_PREVIEW
                 )
             self._shown = draft
-            self.edits += 1
         except TelegramError as exc:
             log.debug("Draft update skipped: %s", exc)
         finally:

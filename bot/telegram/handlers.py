@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 from pathlib import Path
@@ -68,10 +69,11 @@ async def gate(update: Update, context: Context) -> None:
 
 async def _notify(update: Update, context: Context, markup: str) -> None:
     """A short note to whoever sent the update: a toast for a button press, a reply for a message."""
-    if update.callback_query is not None:
-        await call_api(lambda: update.callback_query.answer(_plain(markup), show_alert=True))  # type: ignore[union-attr]
-    elif update.effective_message is not None:
-        await _reply(context, update.effective_message, markup)
+    query, message = update.callback_query, update.effective_message
+    if query is not None:
+        await call_api(lambda: query.answer(_plain(markup), show_alert=True))
+    elif message is not None:
+        await _reply(context, message, markup)
 
 
 def _plain(markup: str) -> str:
@@ -140,27 +142,33 @@ async def button(update: Update, context: Context) -> None:
         return
     core = core_of(context)
     press = parse_press(query.data)
-    chat_id = query.message.chat.id if query.message is not None else None
-    if press is None or (press.choice == "correct" and chat_id is None):
+    if press is None:
+        await call_api(lambda: query.answer(texts.STALE_BUTTON))
+        return
+    if press.choice != "correct":
+        try:
+            await core.rate(press.interaction_id, press.value, user.id)
+        except UnknownInteraction:
+            await call_api(lambda: query.answer(texts.GONE, show_alert=True))
+            return
+        await call_api(lambda: query.answer(texts.RATED[press.value]))
+        return
+    # The right answer is asked for in the answer's chat; a button too old to say which can't start it.
+    chat = query.message.chat if query.message is not None else None
+    if chat is None:
         await call_api(lambda: query.answer(texts.STALE_BUTTON))
         return
     try:
-        if press.choice == "correct":
-            await core.start_correction(cast(int, chat_id), user.id, press.interaction_id)
-        else:
-            await core.rate(press.interaction_id, press.value, user.id)
+        await core.start_correction(chat.id, user.id, press.interaction_id)
     except UnknownInteraction:
         await call_api(lambda: query.answer(texts.GONE, show_alert=True))
-        return
-    if press.choice != "correct":
-        await call_api(lambda: query.answer(texts.RATED[press.value]))
         return
     await call_api(lambda: query.answer(texts.CORRECTION_HINT))
     mention = f'<a href="tg://user?id={user.id}">{escape(user.first_name)}</a>'
     # selective: in a group only the mentioned user's client opens the reply field.
     await call_api(
         lambda: context.bot.send_message(
-            cast(int, chat_id),
+            chat.id,
             texts.ASK_CORRECTION.format(name=mention),
             parse_mode="HTML",
             reply_markup=ForceReply(selective=True, input_field_placeholder="The right answer"),
@@ -245,10 +253,8 @@ async def export(update: Update, context: Context) -> None:
             await _reply(context, message, texts.NOTHING_TO_EXPORT)
             return
         for path in files:
-            data = path.read_bytes()
-            await call_api(
-                lambda: context.bot.send_document(message.chat.id, data, filename=path.name)  # noqa: B023
-            )
+            send = functools.partial(context.bot.send_document, message.chat.id, path.read_bytes(), filename=path.name)
+            await call_api(send)
 
 
 async def forget_me(update: Update, context: Context) -> None:

@@ -64,3 +64,12 @@ def test_downloads_are_capped_at_20_mb_unless_the_server_runs_in_local_mode(tmp_
     assert config.download_limit == BOT_API_DOWNLOAD_LIMIT
     local = TelegramConfig(token=SecretStr(fake_token()), uploads_dir=tmp_path, max_document_mb=50, local_mode=True)
     assert local.download_limit == 50_000_000
+
+
+def test_a_webhook_secret_telegram_would_refuse_is_caught_without_showing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "not valid: " + "x" * 20
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", fake_token())
+    monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", secret)
+    with pytest.raises(DomainbotError, match="TELEGRAM_WEBHOOK_SECRET") as error:
+        TelegramConfig.from_settings(load_settings())
+    assert secret not in str(error.value)
