@@ -36,8 +36,9 @@ from bot.telegram.redaction import RedactSecrets, protect_logs
 log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = [UpdateType.MESSAGE, UpdateType.CALLBACK_QUERY]
-# Updates handled at once; answers still queue for the one engine thread, while the rest is served.
-CONCURRENT_UPDATES = 64
+# Updates in progress at once. A question waiting for the engine thread costs only a task, and a low cap would
+# make ratings and commands wait behind a queue of questions.
+CONCURRENT_UPDATES = 256
 # A long poll's HTTP read must outlast the poll itself.
 POLL_READ_SLACK = 10.0
 BOOTSTRAP_RETRIES = 3

@@ -274,6 +274,22 @@ def test_admin_uploads_are_ingested_searchable_listed_and_removable(bot: Running
     )
     assert "replaced the earlier version" in summary["text"]
 
+    usage = bot.fake.send_text(admin, "/add")
+    assert bot.reply_after(usage)["text"].startswith("Send the document as a file with /add as its caption")
+    add_again = bot.fake.send_text(admin, "/add", reply_to=again)
+    unchanged = bot.fake.wait_for(
+        lambda: next(
+            (
+                m
+                for m in bot.fake.bot_messages(ADMIN)
+                if m.get("edit_date") and m["message_id"] > add_again["message_id"]
+            ),
+            None,
+        ),
+        what="the summary of /add",
+    )
+    assert unchanged["text"] == "✅ descaling guide.md is already in the knowledge base, unchanged (1 passages)."
+
     listing = bot.fake.send_text(admin, "/kb")
     listed = bot.reply_after(listing)["text"]
     assert "descaling guide.md — Descaling (1 passages)" in listed and "warranty.md" in listed
@@ -368,3 +384,17 @@ def test_commands_are_registered_for_everyone_and_for_admins(bot: RunningBot) ->
     admin = bot.fake.attempts("setMyCommands")[1].params
     assert admin["scope"] == {"type": "chat", "chat_id": ADMIN}
     assert "stats" in [c["command"] for c in admin["commands"]]
+
+
+def test_cancel_stops_a_correction(bot: RunningBot) -> None:
+    bot.model.enqueue([SUPPORTED, SUPPORTED])
+    alice = bot.fake.user(ALICE)
+    answer = bot.ask(alice, QUESTION)
+    bot.fake.press(alice, answer, buttons(answer)[2]["callback_data"])
+    bot.reply_after(answer, "the request for a correction")
+    cancel = bot.fake.send_text(alice, "/cancel")
+    assert bot.reply_after(cancel)["text"] == texts.CANCELLED
+    assert "two-year" in bot.ask(alice, QUESTION)["text"]  # a question again, not a correction
+    assert bot.feedback.stats()["corrections"] == 0
+    again = bot.fake.send_text(alice, "/cancel")
+    assert bot.reply_after(again)["text"] == texts.NOTHING_TO_CANCEL
