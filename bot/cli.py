@@ -16,7 +16,6 @@ from rich.table import Table
 from bot import __version__
 from bot.commands.guardrails import eval_guardrails, guard_app
 from bot.commands.knowledge import eval_retrieval, kb_app
-from bot.commands.telegram import telegram
 from bot.config import Settings, describe_settings, load_settings
 from bot.errors import DomainbotError
 from bot.terminal import Session
@@ -42,7 +41,6 @@ app.add_typer(kb_app, name="kb")
 eval_app.command("retrieval")(eval_retrieval)
 app.add_typer(guard_app, name="guard")
 eval_app.command("guardrails")(eval_guardrails)
-app.command("telegram")(telegram)
 
 err_console = Console(stderr=True)
 
@@ -237,6 +235,14 @@ def model_info(as_json: Annotated[bool, typer.Option("--json", help="Print one J
         return
     for key, value in info.items():
         typer.echo(f"{key:>15}: {value}")
+
+
+@app.command()
+def telegram() -> None:
+    """Run the Telegram bot until Ctrl-C: long polling, or a webhook with DOMAINBOT_TELEGRAM_MODE=webhook."""
+    from bot.telegram import serve
+
+    serve(settings(), announce=lambda line: typer.echo(line, err=True))
 
 
 @app.command()
