@@ -6,6 +6,9 @@ stand-in from the tests; the pipeline is the real one (rule guardrails, hash emb
 feedback store) around a fake model that answers at once, or after `--model-seconds`. Prints messages lost
 (must be 0), crashes (must be 0), throughput, and p50/p95 reply latency (question queued to answer received).
 
+The Bot API stand-in and the simulated users run in a process of their own, so that their threads do not
+compete with the bot for the interpreter lock and what is measured is the bot.
+
     python bench/telegram_load.py [--chats 100] [--messages 10] [--model-seconds 0] [--flood 0]
 """
 
@@ -14,12 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import multiprocessing
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +144,32 @@ def build_pipeline(folder: Path, model_seconds: float) -> Pipeline:
     )
 
 
+def run_server(token: str, chats: int, messages: int, flood: int, timeout: float, pipe: Connection) -> None:
+    """The child process: the Bot API stand-in and the users. Sends its URL, then, when done, the results; stops
+    when told."""
+    with fake_bot_api(token) as fake:
+        fake.flood_per_second = flood or None
+        load = Load(fake, chats, messages)
+        fake.listener = load.on_call
+        pipe.send(fake.url)
+        fake.wait_for(lambda: fake.attempts("getUpdates"), timeout=60, what="the bot to start")
+        started = time.monotonic()
+        load.start()
+        load.done.wait(timeout)
+        elapsed = time.monotonic() - started
+        with load.lock:
+            pipe.send(
+                {
+                    "latencies": list(load.latencies),
+                    "apologies": load.apologies,
+                    "elapsed": elapsed,
+                    "calls": len(fake.calls),
+                    "flood": sum(1 for c in fake.calls if c.status == 429),
+                }
+            )
+        pipe.recv()  # the bot has stopped: its last calls were answered
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chats", type=int, default=100)
@@ -152,20 +183,23 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().addHandler(errors)
     token = "0:" + "bench" * 7  # a made-up token for the local server
-    with tempfile.TemporaryDirectory(prefix="domainbot-telegram-bench-") as folder, fake_bot_api(token) as fake:
-        fake.flood_per_second = args.flood or None
+    ours, theirs = multiprocessing.Pipe()
+    server = multiprocessing.get_context("spawn").Process(
+        target=run_server, args=(token, args.chats, args.messages, args.flood, args.timeout, theirs), daemon=True
+    )
+    server.start()
+    url = ours.recv()
+    with tempfile.TemporaryDirectory(prefix="domainbot-telegram-bench-") as folder:
         config = TelegramConfig(
             token=SecretStr(token),
             uploads_dir=Path(folder) / "uploads",
-            api_url=fake.url,
+            api_url=url,
             poll_timeout=1.0,
             rate_limit=max(20, args.messages),
         )
         engine = Engine()
         pipeline = engine.call(build_pipeline, Path(folder), args.model_seconds)
         app = build_application(BotCore(config, engine, pipeline))
-        load = Load(fake, args.chats, args.messages)
-        fake.listener = load.on_call
         loop = asyncio.new_event_loop()
         crashed: list[BaseException] = []
 
@@ -178,26 +212,26 @@ def main() -> None:
 
         thread = threading.Thread(target=run, name="bot")
         thread.start()
-        fake.wait_for(lambda: fake.attempts("getUpdates") or crashed, what="the bot to start")
-        started = time.monotonic()
-        load.start()
-        load.done.wait(args.timeout)
-        elapsed = time.monotonic() - started
+        results = ours.recv() if ours.poll(args.timeout + 90) else None
         loop.call_soon_threadsafe(app.stop_running)
         thread.join(30)
         engine.close()
         interactions = pipeline.feedback.stats()["interactions"]
+    ours.send("stop")
+    server.join(10)
+    if results is None:
+        raise SystemExit("the simulated users did not report back; the server process failed")
 
     expected = args.chats * args.messages
-    answered = len(load.latencies)
-    latencies = sorted(load.latencies)
+    latencies = sorted(results["latencies"])
+    answered, elapsed = len(latencies), results["elapsed"]
     p95 = latencies[max(0, round(0.95 * len(latencies)) - 1)] if latencies else float("nan")
-    flood = sum(1 for c in fake.calls if c.status == 429)
+    crashes = len(crashed) + results["apologies"] + errors.count
     print(f"{args.chats} chats x {args.messages} messages, fake model {args.model_seconds * 1000:.0f} ms per answer")
     print(f"{'messages lost':>22}: {expected - answered} of {expected} (interactions logged: {interactions})")
     print(
-        f"{'crashes':>22}: {len(crashed) + load.apologies + errors.count} (bot stopped: {len(crashed)}, "
-        f"'something went wrong': {load.apologies}, errors logged: {errors.count})"
+        f"{'crashes':>22}: {crashes} (bot stopped: {len(crashed)}, 'something went wrong': {results['apologies']}, "
+        f"errors logged: {errors.count})"
     )
     print(f"{'throughput':>22}: {answered / elapsed:.1f} answers/s over {elapsed:.1f} s")
     if latencies:
@@ -205,7 +239,7 @@ def main() -> None:
             f"{'reply latency':>22}: p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
             f"max {latencies[-1] * 1000:.0f} ms"
         )
-    print(f"{'Bot API calls':>22}: {len(fake.calls)} ({flood} answered 429 by flood control)")
+    print(f"{'Bot API calls':>22}: {results['calls']} ({results['flood']} answered 429 by flood control)")
 
 
 if __name__ == "__main__":

@@ -168,6 +168,9 @@ def auto_entities(text: str) -> list[dict[str, Any]]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog of 5 drops connections a busy bot opens at once (each retried a second or
+    # more later); a real Bot API server takes them.
+    request_queue_size = 1024
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up mid-answer (a long poll cancelled at shutdown) is normal, not an error.

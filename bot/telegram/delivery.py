@@ -27,6 +27,8 @@ T = TypeVar("T")
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 # Telegram shows "typing…" for about 5 s after each chat action.
 TYPING_EVERY = 4.0
+# Chat-action tasks left to finish on their own; asyncio keeps only weak references to tasks.
+_unfinished: set[asyncio.Task[None]] = set()
 
 
 @dataclass(frozen=True)
@@ -165,23 +167,28 @@ async def replace_html(
 
 @contextlib.asynccontextmanager
 async def typing(bot: Bot, chat_id: int, every: float = TYPING_EVERY) -> AsyncIterator[None]:
-    """Show "typing…" in the chat until the block ends. Best effort: a failed chat action changes nothing."""
+    """Show "typing…" in the chat until the block ends. Best effort: a failed chat action changes nothing.
+
+    A chat action still in flight when the block ends is left to finish: cancelling an HTTP request midway
+    costs its connection, and under load those reconnections held answers back by seconds."""
+    done = asyncio.Event()
 
     async def keep_typing() -> None:
-        while True:
+        while not done.is_set():
             try:
                 await bot.send_chat_action(chat_id, ChatAction.TYPING)
-            except TelegramError as exc:
+            except Exception as exc:  # cosmetic: nothing about a chat action may fail an answer
                 log.debug("Chat action failed: %s", exc)
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), every)
 
     task = asyncio.create_task(keep_typing())
+    _unfinished.add(task)
+    task.add_done_callback(_unfinished.discard)
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        done.set()
 
 
 class LiveReply:

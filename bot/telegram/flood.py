@@ -4,6 +4,10 @@ A `RetryAfter` (HTTP 429) names how long the bot must wait. Telegram counts per 
 pauses all sending, not just the call that got it: every call waits until the pause is over, then tries again.
 A call gives up (raising the `RetryAfter`) only once its own waits add up to more than `max_wait` seconds.
 python-telegram-bot routes every call except getUpdates through this object (`ApplicationBuilder.rate_limiter`).
+
+It also lets at most `max_in_flight` calls run at once; the rest wait their turn in order. Without that, a
+burst of calls queues inside httpx's connection pool, where a waiting request can lose its connection to a
+newer one again and again: under load (bench/telegram_load.py) single answers were held back for 10 s.
 """
 
 from __future__ import annotations
@@ -33,13 +37,17 @@ def retry_seconds(exc: RetryAfter) -> float:
 
 
 class FloodControl(BaseRateLimiter[None]):
-    """Pause every call of the bot while Telegram's flood control asks it to wait; then try again."""
+    """Pause every call of the bot while Telegram's flood control asks it to wait, then try again; and keep the
+    calls in flight at once to `max_in_flight`."""
 
-    def __init__(self, max_wait: float = 120.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, max_wait: float = 120.0, max_in_flight: int = 32, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.max_wait = max_wait
         self.clock = clock
         self.paused_until = 0.0
         self.pauses = 0
+        self.slots = asyncio.Semaphore(max_in_flight)
 
     async def initialize(self) -> None:
         self.paused_until = 0.0
@@ -62,7 +70,8 @@ class FloodControl(BaseRateLimiter[None]):
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                return await callback(*args, **kwargs)
+                async with self.slots:
+                    return await callback(*args, **kwargs)
             except RetryAfter as exc:
                 wait = retry_seconds(exc)
                 waited += wait

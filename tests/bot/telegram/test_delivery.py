@@ -60,6 +60,26 @@ def test_flood_control_gives_up_past_its_longest_wait() -> None:
     assert len(times) == 1
 
 
+def test_flood_control_keeps_calls_in_flight_to_its_limit() -> None:
+    flood = FloodControl(max_in_flight=2)
+    running: list[int] = []
+    most = 0
+
+    async def call() -> str:
+        nonlocal most
+        running.append(1)
+        most = max(most, len(running))
+        await asyncio.sleep(0.01)
+        running.pop()
+        return "ok"
+
+    async def many() -> list[Any]:
+        return await asyncio.gather(*(through(flood, call) for _ in range(6)))
+
+    assert asyncio.run(many()) == ["ok"] * 6
+    assert most == 2
+
+
 def test_network_errors_are_retried_with_doubling_back_off() -> None:
     call, times = flaky(NetworkError("Bad Gateway"), TimedOut(), NetworkError("Internal Server Error (500)"))
     assert asyncio.run(call_api(call, FAST)) == "ok"
