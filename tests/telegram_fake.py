@@ -414,15 +414,6 @@ class FakeBotApi:
         with self.lock:
             return [m for (c, _), m in sorted(self.messages.items()) if c == chat_id]
 
-    def answers_to(self, message: dict[str, Any]) -> list[dict[str, Any]]:
-        """The bot's messages that reply to `message` (the first piece of each reply)."""
-        chat_id = message["chat"]["id"]
-        return [
-            m
-            for m in self.bot_messages(chat_id)
-            if m.get("reply_to_message", {}).get("message_id") == message["message_id"]
-        ]
-
     # --- internals ------------------------------------------------------------------------------------------
 
     def _user_message(self, user: dict[str, Any], chat: dict[str, Any] | None, extra: dict[str, Any]) -> dict:

@@ -274,8 +274,9 @@ class BotCore:
         return IngestOutcome(target.name, result.outcome, result.chunks)
 
     async def sources(self) -> list[SourceInfo]:
+        """The documents, each by its file name: the folders they were added from are the server's business."""
         records = await self.engine.run(lambda: self.knowledge.sources())
-        return [SourceInfo(self._display_name(r.source), r.title, r.chunks, r.added_at) for r in records]
+        return [SourceInfo(source_name(r.source), r.title, r.chunks, r.added_at) for r in records]
 
     async def remove(self, name: str) -> tuple[str, int]:
         """Remove a source named as /kb shows it (or by its full name); returns that name and its passages."""
@@ -284,7 +285,7 @@ class BotCore:
     def _remove(self, name: str) -> tuple[str, int]:
         kb = self.knowledge
         sources = [r.source for r in kb.sources()]
-        matches = [s for s in sources if s == name] or [s for s in sources if self._display_name(s) == name]
+        matches = [s for s in sources if s == name] or [s for s in sources if source_name(s) == name]
         if not matches:
             raise UserError(f"No source named {name!r}. /kb lists the sources.")
         if len(matches) > 1:
@@ -297,12 +298,7 @@ class BotCore:
         uploaded = Path(source)
         if uploaded.parent == self.config.uploads_dir.resolve():
             uploaded.unlink(missing_ok=True)
-        return self._display_name(source), chunks
-
-    @staticmethod
-    def _display_name(source: str) -> str:
-        """A document by its file name: the folders it was added from are the server's business."""
-        return source_name(source)
+        return source_name(source), chunks
 
     # --- admin ----------------------------------------------------------------------------------------------
 
