@@ -35,7 +35,9 @@ def main() -> None:
         docs = Path(folder) / "docs"
         docs.mkdir()
         for i in range(args.documents):
-            (docs / f"doc{i:04d}.md").write_text(document(rng, lexicon, sections=3, paragraphs=3), encoding="utf-8")
+            (docs / f"doc{i:04d}.md").write_text(
+                document(rng, lexicon, sections=3, paragraphs=3), encoding="utf-8"
+            )
         config = KnowledgeConfig(data_dir=Path(folder) / "data")
         texts = []
         for path in sorted(docs.iterdir()):

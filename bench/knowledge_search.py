@@ -50,7 +50,9 @@ def synthetic_documents(count: int, rng: random.Random, lexicon: Lexicon) -> lis
             cursor += len(text) + 2
         body = "\n\n".join(parts)
         documents.append(
-            Document(f"synthetic:{d}", f"Document {d}", body, tuple(blocks), content_hash(body.encode()), "md")
+            Document(
+                f"synthetic:{d}", f"Document {d}", body, tuple(blocks), content_hash(body.encode()), "md"
+            )
         )
     return documents
 

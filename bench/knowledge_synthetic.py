@@ -25,7 +25,9 @@ class Lexicon:
 
 
 def paragraph(rng: random.Random, lexicon: Lexicon, sentences: int) -> str:
-    return " ".join(" ".join(lexicon.sample(rng, rng.randint(8, 18))).capitalize() + "." for _ in range(sentences))
+    return " ".join(
+        " ".join(lexicon.sample(rng, rng.randint(8, 18))).capitalize() + "." for _ in range(sentences)
+    )
 
 
 def document(rng: random.Random, lexicon: Lexicon, sections: int, paragraphs: int) -> str:

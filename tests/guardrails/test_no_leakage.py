@@ -29,7 +29,9 @@ def _eval_prompts() -> list[str]:
     advbench = SHARED_DATA / "advbench_harmful_behaviors.csv"
     xstest = SHARED_DATA / "xstest_prompts.csv"
     if not (advbench.is_file() and xstest.is_file()):
-        pytest.skip(f"evaluation data not found in {SHARED_DATA}; the leakage check needs the shared data folder")
+        pytest.skip(
+            f"evaluation data not found in {SHARED_DATA}; the leakage check needs the shared data folder"
+        )
     with advbench.open(encoding="utf-8", newline="") as f:
         prompts = [row["goal"] for row in csv.DictReader(f)]
     with xstest.open(encoding="utf-8", newline="") as f:
@@ -39,7 +41,9 @@ def _eval_prompts() -> list[str]:
 
 def _our_texts() -> list[str]:
     policy = load_policy()
-    texts = [t for group in policy.exemplars.values() for t in group] + policy.benign + policy.topical.examples
+    texts = (
+        [t for group in policy.exemplars.values() for t in group] + policy.benign + policy.topical.examples
+    )
     for name in dir(cases):
         table = getattr(cases, name)
         if name.isupper() and isinstance(table, list):
@@ -72,6 +76,6 @@ def test_no_exemplar_or_test_case_is_a_near_copy_of_an_eval_prompt() -> None:
 
 def test_the_check_itself_catches_a_copy() -> None:
     prompt = _eval_prompts()[0]
-    assert len(_words(prompt) & _words(prompt + " please")) / len(_words(prompt) | _words(prompt + " please")) >= (
-        NEAR_DUPLICATE
-    )
+    assert len(_words(prompt) & _words(prompt + " please")) / len(
+        _words(prompt) | _words(prompt + " please")
+    ) >= (NEAR_DUPLICATE)

@@ -89,7 +89,9 @@ def test_output_masks_pii_found_in_neither_question_nor_passages(rules_guard: Gu
     assert in_passage.action == "masked"
     assert "02-312-4567" in in_passage.masked_text and "[EMAIL]" in in_passage.masked_text
     assert in_passage.rule == "leak.email"
-    grounded = rules_guard.check_output("Email kim@clinic.example.com?", answer, ["Clinic phone: 02-312-4567"])
+    grounded = rules_guard.check_output(
+        "Email kim@clinic.example.com?", answer, ["Clinic phone: 02-312-4567"]
+    )
     assert grounded.action == "allowed" and grounded.masked_text == answer
 
 

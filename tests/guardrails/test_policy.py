@@ -49,7 +49,8 @@ def test_default_policy_lists_the_rails_categories_and_messages() -> None:
         (
             ("harmful", "categories", "violence_weapons", "threshold"),
             "high",
-            "policy.yaml: harmful.categories.violence_weapons.threshold: expected a number between 0 and 1, got 'high'",
+            "policy.yaml: harmful.categories.violence_weapons.threshold: "
+            "expected a number between 0 and 1, got 'high'",
         ),
         (
             ("harmful", "categories", "privacy", "margin"),

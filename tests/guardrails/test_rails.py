@@ -31,7 +31,9 @@ BAD_INPUTS: list[str | bytes] = [
 
 
 @pytest.mark.parametrize("text", BAD_INPUTS, ids=lambda t: repr(t[:20]))
-def test_bad_input_gets_a_verdict_quickly(rules_guard: Guardrails, real_guard: Guardrails, text: str | bytes) -> None:
+def test_bad_input_gets_a_verdict_quickly(
+    rules_guard: Guardrails, real_guard: Guardrails, text: str | bytes
+) -> None:
     start = time.perf_counter()
     verdict = rules_guard.check_input(text)
     elapsed = time.perf_counter() - start
@@ -101,7 +103,9 @@ def test_verdict_json_has_the_documented_fields(rules_guard: Guardrails) -> None
         ("자살 예방 방법은?", "먼저 주변 사람의 변화를 살피고 상담 전화 109를 안내하세요.", False),
     ],
 )
-def test_output_rail_blocks_unsafe_answers(rules_guard: Guardrails, question: str, answer: str, blocked: bool) -> None:
+def test_output_rail_blocks_unsafe_answers(
+    rules_guard: Guardrails, question: str, answer: str, blocked: bool
+) -> None:
     verdict = rules_guard.check_output(question, answer, [])
     assert (verdict.action == "blocked") == blocked, verdict
     if blocked:

@@ -18,7 +18,9 @@ def build(sections: dict[str, list[str]]):  # type: ignore[no-untyped-def]
 
 
 SENTENCES = [f"Sentence number {i} talks about topic {i % 3} in some detail." for i in range(30)]
-DOC = build({"Alpha": [" ".join(SENTENCES[:12]), " ".join(SENTENCES[12:20])], "Beta": [" ".join(SENTENCES[20:])]})
+DOC = build(
+    {"Alpha": [" ".join(SENTENCES[:12]), " ".join(SENTENCES[12:20])], "Beta": [" ".join(SENTENCES[20:])]}
+)
 
 
 @pytest.mark.parametrize(("budget", "overlap"), [(16, 0), (30, 8), (60, 12), (400, 20)])

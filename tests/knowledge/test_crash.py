@@ -39,7 +39,9 @@ def run_child(data_dir: Path, docs: Path, phase: str) -> subprocess.Popen[bytes]
 @pytest.mark.parametrize(
     "phase", ["embed", "parent-kills", "after-upsert", "inside-transaction", "before-stale-delete", "remove"]
 )
-def test_rerun_after_kill_9_leaves_no_duplicates_or_orphans(clean_env: Path, tmp_path: Path, phase: str) -> None:
+def test_rerun_after_kill_9_leaves_no_duplicates_or_orphans(
+    clean_env: Path, tmp_path: Path, phase: str
+) -> None:
     docs = tmp_path / "docs"
     write_docs(docs, 1, ["a", "b", "c", "d"])
     first = KnowledgeBase(config_for(clean_env), HashEmbedder())

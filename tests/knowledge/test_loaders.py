@@ -67,7 +67,9 @@ def test_html_drops_scripts_styles_and_comments_and_keeps_headings() -> None:
 
 
 def test_pdf_keeps_page_numbers(tmp_path: Path) -> None:
-    path = make_pdf(tmp_path / "manual.pdf", ["Setup takes five minutes.", "Reset by holding the button."], "Manual")
+    path = make_pdf(
+        tmp_path / "manual.pdf", ["Setup takes five minutes.", "Reset by holding the button."], "Manual"
+    )
     doc = parse_document(path, path.read_bytes(), "h")
     assert doc.title == "Manual"
     pages = {doc.text[b.start : b.end]: b.page for b in doc.blocks}
@@ -87,7 +89,10 @@ def test_csv_and_jsonl_rows_become_paragraphs(tmp_path: Path) -> None:
     csv_path.write_text("item,price\ntea,3\ncoffee,4\n", encoding="utf-8")
     jsonl_path = tmp_path / "faq.jsonl"
     jsonl_path.write_text('{"text": "Opening hours are 9 to 5."}\n{"q": "Parking?", "a": "Free"}\n', "utf-8")
-    assert parse_document(csv_path, csv_path.read_bytes(), "h").text == "item: tea; price: 3\n\nitem: coffee; price: 4"
+    assert (
+        parse_document(csv_path, csv_path.read_bytes(), "h").text
+        == "item: tea; price: 3\n\nitem: coffee; price: 4"
+    )
     assert parse_document(jsonl_path, jsonl_path.read_bytes(), "h").text == (
         "Opening hours are 9 to 5.\n\nq: Parking?; a: Free"
     )

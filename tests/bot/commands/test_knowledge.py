@@ -105,7 +105,9 @@ def test_eval_retrieval_json(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert result["lexical"]["recall@1"] == 1.0
 
 
-def test_tables_for_people(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_tables_for_people(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("COLUMNS", "400")  # wide enough that rich does not wrap paths
     notes = tmp_path / "notes.md"
     tea = "Tea is good. " * 20
