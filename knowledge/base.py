@@ -298,17 +298,13 @@ class KnowledgeBase:
             raise KnowledgeError(f"Expected k of at least 1, got {k}.")
         ranked = self.rank(query, max(k * CANDIDATES_PER_RESULT, MIN_CANDIDATES), mode)[:k]
         records = catalog.chunks_by_rowid(self.db, [r for r, _ in ranked])
-        passages = []
-        for rowid, score in ranked:
-            record = records.get(rowid)
-            if record is None:
-                continue
-            location = Location(record.start, record.end, record.section, record.page)
-            rules = tuple(r for r in record.injection.split(",") if r)
-            passages.append(
-                Passage(record.id, record.source, record.title, location, record.text, score, rules)
-            )
-        return passages
+        return [_passage(records[rowid], score) for rowid, score in ranked if rowid in records]
+
+    def passages(self, ids: Iterable[str]) -> dict[str, Passage]:
+        """The passages with these ids that the knowledge base still holds, by id (score 0)."""
+        rowids = catalog.rowids_of(self.db, list(ids))
+        records = catalog.chunks_by_rowid(self.db, list(rowids.values()))
+        return {record.id: _passage(record, 0.0) for record in records.values()}
 
     def rank(
         self, query: str, candidates: int, mode: SearchMode = "hybrid", query_vector: np.ndarray | None = None
@@ -333,3 +329,9 @@ class KnowledgeBase:
                 [r for r, _ in dense], [r for r, _ in lexical], weight, self.config.rrf_k
             )
         return convex_combination(dense, lexical, weight)
+
+
+def _passage(record: catalog.ChunkRecord, score: float) -> Passage:
+    location = Location(record.start, record.end, record.section, record.page)
+    rules = tuple(r for r in record.injection.split(",") if r)
+    return Passage(record.id, record.source, record.title, location, record.text, score, rules)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bot.config import SECRET_FIELDS, env_name
 from tests.helpers import build_tiny_model
 
 # Nothing may reach a hub: these hold for the whole session, before transformers is imported.
@@ -18,6 +19,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
+SECRET_VARIABLES = {env_name(field) for field in SECRET_FIELDS}
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -62,7 +64,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """No DOMAINBOT_* or secret variables from the machine; a fresh data folder; no stray .env."""
     for name in list(os.environ):
-        if name.startswith("DOMAINBOT_") or name in ("TELEGRAM_BOT_TOKEN", "WOLFRAM_APP_ID", "HF_TOKEN"):
+        if name.startswith("DOMAINBOT_") or name in SECRET_VARIABLES:
             monkeypatch.delenv(name)
     data_dir = tmp_path / "data"
     monkeypatch.setenv("DOMAINBOT_DATA_DIR", str(data_dir))

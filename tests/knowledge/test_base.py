@@ -44,6 +44,19 @@ def test_every_search_mode_returns_passages_best_first(kb: KnowledgeBase, docs: 
     assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
 
 
+def test_passages_by_id_give_the_full_stored_text(kb: KnowledgeBase, docs: Path) -> None:
+    kb.add([docs])
+    found = kb.search("How hot should green tea be steeped?", k=2)
+    assert found[0].source.endswith("guide.md")
+    by_id = kb.passages([p.id for p in found] + ["no-such-id"])
+    assert set(by_id) == {p.id for p in found}
+    for passage in found:
+        stored = by_id[passage.id]
+        assert (stored.text, stored.source, stored.location) == (passage.text, passage.source, passage.location)
+    kb.remove(str(docs / "guide.md"))
+    assert not any(p.source.endswith("guide.md") for p in kb.passages([p.id for p in found]).values())
+
+
 def test_unchanged_files_do_no_embedding_work(
     kb: KnowledgeBase, embedder: CountingEmbedder, docs: Path
 ) -> None:
