@@ -319,7 +319,7 @@ class BotCore:
         )
 
     async def export(self, out_dir: Path) -> list[Path]:
-        return await asyncio.to_thread(feedback_files, self.feedback, out_dir)
+        return await asyncio.to_thread(feedback_files, self.feedback, out_dir, self.pipeline.guard.mask_pii)
 
 
 def safe_file_name(name: str | None) -> str:

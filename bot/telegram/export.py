@@ -1,41 +1,28 @@
-"""What /export sends: the feedback store's rated and corrected interactions as JSON lines.
+"""What /export sends: the training datasets built from the feedback store, each with its dataset card.
 
-One function, so that the datasets the training package builds from the same store can take its place.
-Rater and user ids stay behind: a training set needs what was asked, answered and judged, not by whom.
+The same files `domainbot feedback export` writes: SFT rows (corrections and 👍 answers), DPO pairs and KTO
+rows, with personal data masked and no rater or user ids (a training set needs what was asked, answered and
+judged, not by whom). A kind with nothing to export yet (no 👎 answer for DPO, say) is left out.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 
+from bot.errors import DomainbotError
 from bot.feedback import FeedbackStore
 
-RATINGS_FILE = "ratings.jsonl"
 
+def feedback_files(store: FeedbackStore, out_dir: Path, mask: Callable[[str], str] | None = None) -> list[Path]:
+    """Write the exports into `out_dir`; returns the files to send (none when nothing has been rated yet)."""
+    from training.export import export_feedback
 
-def feedback_files(store: FeedbackStore, out_dir: Path) -> list[Path]:
-    """Write the export into `out_dir`; returns the files to send (none when nothing has been rated yet)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {
-            "interaction_id": item.id,
-            "created_at": item.created_at,
-            "question": item.question,
-            "answer": item.answer,
-            "model": item.model,
-            "adapter": item.adapter,
-            "passage_ids": item.passage_ids,
-            "ratings": [{"value": r.value, "score": r.score, "updated_at": r.updated_at} for r in item.ratings],
-            "corrections": [{"text": c.text, "created_at": c.created_at} for c in item.corrections],
-        }
-        for item in store.interactions()
-        if item.ratings or item.corrections
-    ]
-    if not rows:
-        return []
-    path = out_dir / RATINGS_FILE
-    with path.open("w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return [path]
+    files: list[Path] = []
+    for fmt in ("sft", "dpo", "kto"):
+        try:
+            summary = export_feedback(store, fmt, out_dir, mask=mask)
+        except DomainbotError:  # nothing of this kind to export yet
+            continue
+        files += [summary.path, summary.card_path]
+    return files

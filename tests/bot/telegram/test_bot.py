@@ -347,13 +347,17 @@ def test_stats_export_and_forget_me(bot: RunningBot) -> None:
     assert "Adapter: none (base model)" in report and "1 documents" in report
 
     export = bot.fake.send_text(admin, "/export")
-    bot.fake.wait_for(lambda: bot.fake.calls_to("sendDocument"), what="the export")
-    (sent,) = bot.fake.calls_to("sendDocument")
-    name, content = sent.files["document"]
-    rows = [json.loads(line) for line in content.decode().splitlines()]
-    assert name == "ratings.jsonl" and len(rows) == 1 and export["chat"]["id"] == ADMIN
-    assert rows[0]["question"] == QUESTION and rows[0]["ratings"][0]["value"] == 1
-    assert str(ALICE) not in content.decode()
+    # One 👍 answer: an SFT row and a desirable KTO row, each with its card; no DPO pair without a 👎 answer.
+    bot.fake.wait_for(lambda: len(bot.fake.calls_to("sendDocument")) == 4, what="the export")
+    sent = {call.files["document"][0]: call.files["document"][1] for call in bot.fake.calls_to("sendDocument")}
+    assert export["chat"]["id"] == ADMIN
+    assert sorted(name.split("-")[1] + name[name.index(".") :] for name in sent) == [
+        "kto.card.json", "kto.jsonl", "sft.card.json", "sft.jsonl",
+    ]  # fmt: skip
+    (sft,) = [content for name, content in sent.items() if name.startswith("feedback-sft") and name.endswith("l")]
+    (row,) = [json.loads(line) for line in sft.decode().splitlines()]
+    assert row["messages"][0] == {"role": "user", "content": QUESTION}
+    assert all(str(ALICE) not in content.decode() for content in sent.values())
 
     forget = bot.fake.send_text(alice, "/forget_me")
     assert "erased 1 logged interaction of yours" in bot.reply_after(forget)["text"]
