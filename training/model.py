@@ -15,6 +15,7 @@ from torch import nn
 from bot.errors import DomainbotError
 from bot.model.device import cpu_has_native_bf16
 from training.arguments import LoraArguments, Precision
+from training.attention import attention_for
 from training.packing import Batch
 
 
@@ -71,7 +72,9 @@ def load_for_training(
     from transformers import AutoModelForCausalLM
 
     try:
-        base = AutoModelForCausalLM.from_pretrained(folder, dtype=plan.weights)
+        base = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=plan.weights, attn_implementation=attention_for(device)
+        )
     except (OSError, ValueError) as exc:
         raise DomainbotError(f"Cannot load a causal language model from {folder}: {exc}") from exc
     base.config.use_cache = False
