@@ -52,6 +52,9 @@ class TrainArguments(BaseModel):
     warmup_steps: int = Field(default=0, ge=0, description="Steps of linear warm-up before the cosine decay.")
     epochs: float = Field(default=1.0, gt=0, description="Passes over the data (fractions allowed).")
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimiser steps.")
+    min_steps: int = Field(
+        default=0, ge=0, description="Train at least this many steps, repeating the data (a few corrections)."
+    )
     seed: int = Field(default=0, description="Seeds the data order, LoRA initialisation and dropout.")
     precision: Precision = Field(
         "auto", description="fp32, bf16 or fp16 compute; auto: bf16 on CUDA and capable CPUs, else fp32."

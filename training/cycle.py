@@ -25,6 +25,9 @@ from training.registry import AdapterRegistry
 from training.rounds import BaseModel, StepCallback, register
 from training.sft import train_sft
 
+# A round often learns from a handful of corrections: a higher rate than a large SFT run's, and enough steps
+# (repeating the rows) to take them in. Flags and presets override these.
+ROUND_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-3, "epochs": 2.0, "min_steps": 20}
 EXPORTS_DIR = "exports"
 RUNS_DIR = "runs"
 
@@ -86,7 +89,12 @@ def run_cycle(
     name = registry.next_name("round")
     run_dir = data_dir / RUNS_DIR / name
     train_file = _training_file(export, rehearse, run_dir)
-    values = {"data": train_file, "format": "feedback" if rehearse is None else "chat", **(overrides or {})}
+    values = {
+        **ROUND_DEFAULTS,
+        "data": train_file,
+        "format": "feedback" if rehearse is None else "chat",
+        **(overrides or {}),
+    }
     args = SFTArguments.model_validate(values)
     result = train_sft(args, base, run_dir, settings.device, on_step=on_step)
     register(registry, result, name, parent=serving)

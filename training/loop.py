@@ -121,7 +121,7 @@ def micro_stream(epoch_batches: Callable[[int], Sequence[Micro]]) -> Iterator[Mi
 def total_steps(args: TrainArguments, micro_batches_per_epoch: int, world: int) -> int:
     if args.max_steps is not None:
         return args.max_steps
-    return max(1, math.ceil(args.epochs * micro_batches_per_epoch / (world * args.grad_accum)))
+    return max(1, args.min_steps, math.ceil(args.epochs * micro_batches_per_epoch / (world * args.grad_accum)))
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, warmup: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:

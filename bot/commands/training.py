@@ -139,6 +139,7 @@ def train(
     warmup_steps: Annotated[int | None, typer.Option(help="Linear warm-up steps.")] = None,
     epochs: Annotated[float | None, typer.Option(help="Passes over the data.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimiser steps.")] = None,
+    min_steps: Annotated[int | None, typer.Option(help="At least this many steps (round: 20).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for data order, initialisation and dropout.")] = None,
     precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16.")] = None,
     gradient_checkpointing: Annotated[
@@ -170,6 +171,7 @@ def train(
         "warmup_steps": warmup_steps,
         "epochs": epochs,
         "max_steps": max_steps,
+        "min_steps": min_steps,
         "seed": seed,
         "precision": precision,
         "gradient_checkpointing": gradient_checkpointing,
