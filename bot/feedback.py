@@ -38,6 +38,9 @@ class InteractionRecord(BaseModel):
     passage_ids: list[str] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
     verdicts: dict[str, Any] = Field(default_factory=dict)
+    # The messages the model answered (system prompt, few-shot turns, passages, history, the masked question):
+    # a training round learns the correction for the prompt the bot really builds, not for the bare question.
+    prompt: list[dict[str, str]] = Field(default_factory=list)
 
 
 class Rating(BaseModel):
@@ -105,9 +108,14 @@ def _m001_initial(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX corrections_interaction ON corrections (interaction_id)")
 
 
-# Append only: never edit or reorder an entry once released; add m002_..., m003_... after it.
+def _m002_prompt(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE interactions ADD COLUMN prompt TEXT NOT NULL DEFAULT '[]'")
+
+
+# Append only: never edit or reorder an entry once released; add m003_..., m004_... after it.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_initial", _m001_initial),
+    ("m002_prompt", _m002_prompt),
 ]
 
 
@@ -191,8 +199,12 @@ class FeedbackStore:
             json.dumps(record.passage_ids),
             json.dumps(record.timings),
             json.dumps(record.verdicts, default=str),
+            json.dumps(record.prompt, ensure_ascii=False),
         )
-        self._write(lambda db: db.execute(f"INSERT INTO interactions VALUES ({', '.join('?' * len(values))})", values))
+        columns = "id, created_at, conversation_id, user_id, channel, question, answer, model, adapter, passage_ids, "
+        columns += "timings, verdicts, prompt"
+        marks = ", ".join("?" * len(values))
+        self._write(lambda db: db.execute(f"INSERT INTO interactions ({columns}) VALUES ({marks})", values))
         return interaction_id
 
     def _require(self, db: sqlite3.Connection, interaction_id: str) -> None:
@@ -272,6 +284,7 @@ class FeedbackStore:
             passage_ids=json.loads(row["passage_ids"]),
             timings=json.loads(row["timings"]),
             verdicts=json.loads(row["verdicts"]),
+            prompt=json.loads(row["prompt"]),
             ratings=[Rating(**dict(r)) for r in ratings],
             corrections=[Correction(**dict(c)) for c in corrections],
         )

@@ -251,7 +251,7 @@ class Pipeline:
         answer.citations = _citations(text, used)
         # The history the model sees next turn leaves out Inform's marks, or the model learns to write them.
         self.memory.add(conversation_id, masked, text.replace(UNVERIFIED_MARK, ""))
-        return self._finish(answer, masked, used, user_id, channel, clock)
+        return self._finish(answer, masked, used, user_id, channel, clock, parts.messages)
 
     def _retrieve(self, query: str) -> list[Passage]:
         if self.knowledge is None or self.options.retrieval_k == 0:
@@ -334,7 +334,14 @@ class Pipeline:
         return text
 
     def _finish(
-        self, answer: Answer, masked: str, used: list[_Source], user_id: str, channel: str, clock: _Clock
+        self,
+        answer: Answer,
+        masked: str,
+        used: list[_Source],
+        user_id: str,
+        channel: str,
+        clock: _Clock,
+        prompt: Sequence[Message] = (),
     ) -> Answer:
         if not clock.log:
             answer.timings = clock.finish()
@@ -351,6 +358,7 @@ class Pipeline:
                 passage_ids=[f"{s.source}#{s.passage_id}" if s.passage_id else s.source for s in used],
                 timings=dict(clock.timings),
                 verdicts=answer.verdicts,
+                prompt=[{"role": m["role"], "content": m["content"]} for m in prompt],
             )
             try:
                 answer.interaction_id = self.feedback.log(record)

@@ -27,7 +27,8 @@ from training.sft import train_sft
 
 # A round often learns from a handful of corrections: a higher rate than a large SFT run's, and enough steps
 # (repeating the rows) to take them in. Flags and presets override these.
-ROUND_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-3, "epochs": 2.0, "min_steps": 20}
+# Rows hold the prompt the bot built (system prompt, few-shot turns, passages): room for it in one row.
+ROUND_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-3, "epochs": 2.0, "min_steps": 20, "max_seq_len": 2048}
 EXPORTS_DIR = "exports"
 RUNS_DIR = "runs"
 

@@ -76,9 +76,11 @@ def _check_conversation(messages: list[ChatMessage], last: Role) -> None:
 
 
 class SFTExample(BaseModel):
-    """A conversation to learn from: the loss goes on the assistant turns, the last message is the assistant's."""
+    """A conversation to learn from: the loss goes on the assistant turns, the last message is the assistant's.
+    `last_turn_only`: earlier assistant turns are context (the few-shot turns of a logged prompt), not targets."""
 
     messages: list[ChatMessage]
+    last_turn_only: bool = False
 
     @model_validator(mode="after")
     def _ends_with_answer(self) -> SFTExample:
@@ -459,7 +461,9 @@ def _feedback(row: dict[str, Any]) -> list[SFTExample]:
     if "messages" not in row:
         present = ", ".join(sorted(row)) or "none"
         raise _RowError(f"expected a 'messages' array (the SFT export's form), got fields: {present}")
-    return _chat(row)
+    # An exported row is the prompt the bot built (few-shot turns included) and the wanted answer: only the
+    # answer is learned.
+    return [example.model_copy(update={"last_turn_only": True}) for example in _chat(row)]
 
 
 def _preference(row: dict[str, Any]) -> list[PreferenceExample]:

@@ -61,8 +61,8 @@ class ConversationEncoder:
         # The chat template writes its special tokens itself; Alpaca text needs the tokenizer's BOS, as at answer time.
         return self.format.encode(text, add_special_tokens=first and self.prompt_format != "chat")
 
-    def encode(self, messages: Sequence[ChatMessage]) -> EncodedExample:
-        """Every assistant turn is trained; everything else is prompt."""
+    def encode(self, messages: Sequence[ChatMessage], last_turn_only: bool = False) -> EncodedExample:
+        """Every assistant turn is trained (only the last with `last_turn_only`); everything else is prompt."""
         plain: list[Message] = [{"role": m.role, "content": m.content} for m in messages]
         input_ids: list[int] = []
         labels: list[int] = []
@@ -82,8 +82,9 @@ class ConversationEncoder:
             answer_ids = self._tokens(answered[len(prompt) :], first=False)
             if self.prompt_format != "chat" and self.eos_id is not None:
                 answer_ids.append(self.eos_id)
+            trained = not last_turn_only or index == len(plain) - 1
             input_ids += prompt_ids + answer_ids
-            labels += [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+            labels += [IGNORE_INDEX] * len(prompt_ids) + (answer_ids if trained else [IGNORE_INDEX] * len(answer_ids))
             done = answered
         if not labels or all(label == IGNORE_INDEX for label in labels):
             raise DomainbotError("A training example has no assistant answer to learn from.")
@@ -100,8 +101,16 @@ class ConversationEncoder:
 
 
 def truncate(example: EncodedExample, max_len: int) -> EncodedExample | None:
-    """Keep the first `max_len` tokens; None when nothing trained is left."""
+    """At most `max_len` tokens; None when nothing trained is left.
+
+    When only prompt tokens stand in the way, the oldest of them go (a long logged prompt keeps its answer);
+    otherwise the example keeps its first `max_len` tokens.
+    """
     if len(example) <= max_len:
         return example
-    cut = EncodedExample(example.input_ids[:max_len], example.labels[:max_len])
+    overflow = len(example) - max_len
+    if all(label == IGNORE_INDEX for label in example.labels[:overflow]):
+        cut = EncodedExample(example.input_ids[overflow:], example.labels[overflow:])
+    else:
+        cut = EncodedExample(example.input_ids[:max_len], example.labels[:max_len])
     return cut if cut.trained_tokens else None

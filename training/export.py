@@ -122,6 +122,7 @@ class _Judged:
     answer: str
     net: int
     correction: str | None
+    prompt: tuple[ChatMessage, ...] = ()  # the logged prompt, masked; empty for interactions logged without one
 
 
 class _Chosen(NamedTuple):
@@ -208,12 +209,23 @@ def _judge(interactions: list[Interaction], mask: Mask) -> tuple[list[_Judged], 
             skipped["with tied votes and no correction"] += 1
         else:
             correction = mask(latest).strip() if latest is not None else None
-            judged.append(_Judged(item.id, mask(item.question).strip(), mask(item.answer).strip(), net, correction))
+            question, answer = mask(item.question).strip(), mask(item.answer).strip()
+            judged.append(_Judged(item.id, question, answer, net, correction, _logged_prompt(item, mask)))
     return judged, skipped
 
 
-def _turn(question: str) -> list[ChatMessage]:
-    return [ChatMessage(role="user", content=question)]
+def _logged_prompt(item: Interaction, mask: Mask) -> tuple[ChatMessage, ...]:
+    """The messages the model answered, when the store has them and they end with the user's question."""
+    try:
+        messages = tuple(ChatMessage(role=m["role"], content=mask(m["content"])) for m in item.prompt)  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError):
+        return ()
+    return messages if messages and messages[-1].role == "user" else ()
+
+
+def _turn(item: _Judged) -> list[ChatMessage]:
+    """The prompt to learn the answer for: the one the bot built, else the question alone."""
+    return list(item.prompt) if item.prompt else [ChatMessage(role="user", content=item.question)]
 
 
 def _sft_rows(judged: list[_Judged], style: RowStyle) -> _Rows:
@@ -227,7 +239,7 @@ def _sft_rows(judged: list[_Judged], style: RowStyle) -> _Rows:
             answers.append(item.answer)
             details["from_upvoted_answers"] += 1
         for answer in answers:
-            example = SFTExample(messages=[*_turn(item.question), ChatMessage(role="assistant", content=answer)])
+            example = SFTExample(messages=[*_turn(item), ChatMessage(role="assistant", content=answer)])
             rows.append(sft_row(example))
             keys.append((normalise(item.question), normalise(answer)))
     return _Rows(rows, keys, dict(details))
@@ -254,7 +266,7 @@ def _dpo_rows(judged: list[_Judged], style: RowStyle) -> _Rows:
         if not candidates:
             details["rejected_without_chosen"] += 1
         for chosen in candidates[:MAX_CHOSEN_PER_REJECTED]:
-            example = PreferenceExample(prompt=_turn(item.question), chosen=chosen.text, rejected=item.answer)
+            example = PreferenceExample(prompt=_turn(item), chosen=chosen.text, rejected=item.answer)
             rows.append(preference_row(example, style))
             keys.append((normalise(item.question), normalise(chosen.text), rejected))
     return _Rows(rows, keys, dict(details))
@@ -277,7 +289,7 @@ def _kto_rows(judged: list[_Judged], style: RowStyle) -> _Rows:
             details["conflicting_dropped"] += 1
             continue
         details["desirable" if desirable else "undesirable"] += 1
-        rows.append(kto_row(KTOExample(prompt=_turn(item.question), completion=answer, desirable=desirable), style))
+        rows.append(kto_row(KTOExample(prompt=_turn(item), completion=answer, desirable=desirable), style))
         keys.append((*key, str(desirable)))
     return _Rows(rows, keys, dict(details))
 

@@ -44,7 +44,7 @@ def encode_examples(
     encoded: list[EncodedExample] = []
     cut = 0
     for example in examples:
-        full = encoder.encode(example.messages)
+        full = encoder.encode(example.messages, example.last_turn_only)
         kept = truncate(full, max_len)
         cut += kept is not full
         if kept is not None:

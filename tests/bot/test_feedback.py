@@ -95,8 +95,31 @@ def test_migrations_run_once(tmp_path: Path) -> None:
     again = FeedbackStore(path)
     assert again.migrate() == []
     names = [row[0] for row in again.db.execute("SELECT name FROM migrations")]
-    assert names == ["m001_initial"]
+    assert names == ["m001_initial", "m002_prompt"]
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_store_from_before_logged_prompts_is_upgraded_without_loss(tmp_path: Path) -> None:
+    import sqlite3
+
+    from bot import feedback
+
+    path = tmp_path / "feedback.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    feedback._m001_initial(old)
+    old.execute("INSERT INTO migrations VALUES ('m001_initial', '2026-01-01T00:00:00+00:00')")
+    old.execute(
+        "INSERT INTO interactions VALUES ('old1', '2026-01-01T00:00:00+00:00', 'c', 'u', 'terminal', 'Q?', 'A.', "
+        "'m', NULL, '[]', '{}', '{}')"
+    )
+    old.commit()
+    old.close()
+    store = FeedbackStore(path)
+    assert store.get("old1").prompt == [] and store.get("old1").answer == "A."
+    prompt = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q?"}]
+    new = store.log(InteractionRecord(question="Q?", answer="B.", model="m", prompt=prompt))
+    assert store.get(new).prompt == prompt
 
 
 def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path: Path) -> None:

@@ -79,6 +79,8 @@ def test_grounded_answer_with_citation_and_log(guard: Guardrails, knowledge: Kno
     logged = pipeline.feedback.get(str(answer.interaction_id))
     assert (logged.question, logged.user_id, logged.answer) == ("How long is the grinder warranty?", "u1", answer.text)
     assert logged.passage_ids and logged.verdicts["input"]["action"] == "allowed"
+    # The prompt the model answered is logged as it was sent, so a training round learns for that prompt.
+    assert logged.prompt == [{"role": m["role"], "content": m["content"]} for m in backend.calls[0]]
 
 
 def test_harmful_question_is_refused_without_calling_the_model(guard: Guardrails, knowledge: KnowledgeBase) -> None:
@@ -94,6 +96,7 @@ def test_personal_data_is_masked_before_the_model_and_the_log(guard: Guardrails,
     answer = pipeline.answer("I am alice@example.com; how long is the grinder warranty?")
     assert "alice@example.com" not in str(backend.calls)
     assert "alice@example.com" not in pipeline.feedback.get(str(answer.interaction_id)).question
+    assert "alice@example.com" not in str(pipeline.feedback.get(str(answer.interaction_id)).prompt)
 
 
 def test_plain_arithmetic_is_answered_by_the_calculator(guard: Guardrails, knowledge: KnowledgeBase) -> None:

@@ -54,8 +54,22 @@ def test_truncation_keeps_only_examples_with_an_answer_left(tiny_model: Path) ->
     encoded = ConversationEncoder(tiny_model).encode(conversation(*QA[0]).messages)
     assert truncate(encoded, len(encoded)) is encoded
     assert truncate(encoded, 3) is None  # three tokens of prompt: nothing trained is left
+    # Only prompt tokens in the way: the oldest go and the answer stays whole.
     cut = truncate(encoded, len(encoded) - 1)
-    assert cut is not None and len(cut) == len(encoded) - 1
+    assert cut is not None and len(cut) == len(encoded) - 1 and cut.trained_tokens == encoded.trained_tokens
+    assert cut.input_ids == encoded.input_ids[1:]
+    # An answer longer than the room: its beginning is kept, with the prompt.
+    long_answer = ConversationEncoder(tiny_model).encode(conversation(QA[0][0], " ".join([QA[0][1]] * 20)).messages)
+    start = truncate(long_answer, 40)
+    assert start is not None and start.input_ids == long_answer.input_ids[:40]
+
+
+def test_only_the_last_turn_is_trained_when_asked(tiny_model: Path) -> None:
+    encoder = ConversationEncoder(tiny_model)
+    few_shot = [*conversation(*QA[0]).messages, *conversation(*QA[1]).messages]
+    encoded = encoder.encode(few_shot, last_turn_only=True)
+    assert trained_text(encoder, encoded.input_ids, encoded.labels) == "42 and 3.14<|im_end|>\n"
+    assert encoded.input_ids == encoder.encode(few_shot).input_ids
 
 
 def test_packing_fills_rows_and_restarts_positions(tiny_model: Path) -> None:

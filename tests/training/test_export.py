@@ -334,3 +334,25 @@ def test_unwritable_destination_is_one_clear_error(store: FeedbackStore, tmp_pat
     with pytest.raises(DomainbotError, match=r"Cannot write the export to .*a-file .*choose another with --out"):
         export(store, "sft", occupied, mask)
     assert occupied.read_text() == "not a folder"
+
+
+def test_rows_keep_the_prompt_the_bot_built_and_learn_only_its_answer(
+    store: FeedbackStore, tmp_path: Path, mask: Mask
+) -> None:
+    prompt = [
+        {"role": "system", "content": "Answer from the passages. Write to kim@example.com for help."},
+        {"role": "user", "content": "How do I rate?"},
+        {"role": "assistant", "content": "Press a button."},
+        {"role": "user", "content": "Passages: [1] Tea grows in Assam.\n\nQuestion: Where does tea grow?"},
+    ]
+    record = InteractionRecord(question="Where does tea grow?", answer="In France.", model="m", prompt=prompt)
+    logged = store.log(record)
+    store.rate(logged, -1, rater_id="1")
+    store.correct(logged, "In Assam [1].", rater_id="1")
+    summary = export_feedback(store, "sft", tmp_path / "out", mask=mask)
+    (example,) = load_sft(summary.path, "feedback")
+    assert [m.role for m in example.messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert example.messages[-1].content == "In Assam [1]." and example.last_turn_only
+    assert "kim@example.com" not in summary.path.read_text(encoding="utf-8")  # the logged prompt is masked too
+    (pair,) = load_preferences(export_feedback(store, "dpo", tmp_path / "dpo", mask=mask).path)
+    assert pair.prompt[-1].content.endswith("Where does tea grow?") and pair.rejected == "In France."
