@@ -356,7 +356,10 @@ def test_stats_export_and_forget_me(bot: RunningBot) -> None:
     ]  # fmt: skip
     (sft,) = [content for name, content in sent.items() if name.startswith("feedback-sft") and name.endswith("l")]
     (row,) = [json.loads(line) for line in sft.decode().splitlines()]
-    assert row["messages"][0] == {"role": "user", "content": QUESTION}
+    # The row holds the prompt the bot built (system prompt first) and ends with the question and its answer.
+    assert row["messages"][0]["role"] == "system"
+    assert row["messages"][-2]["role"] == "user" and row["messages"][-2]["content"].endswith(QUESTION)
+    assert row["messages"][-1]["role"] == "assistant"
     assert all(str(ALICE) not in content.decode() for content in sent.values())
 
     forget = bot.fake.send_text(alice, "/forget_me")
