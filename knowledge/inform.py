@@ -28,7 +28,10 @@ NUMBER_MISMATCH_CAP = 0.3
 MIN_CLAIM_WORDS = 3
 UNVERIFIED_MARK = " (unverified)"
 
-_SENTENCE = re.compile(r"[^\n]+?(?:[.!?。]+(?=\s|$)|(?=\n)|$)")  # "1.8" does not end a sentence
+# A sentence ends at . ! ? 。 before a space or the end, or at a line break. "1.8" does not end one, nor does the
+# period of a title or an initial ("Dr. Mira Okonkwo", "J. Smith").
+_NOT_AN_END = "".join(f"(?<!\\b{word})" for word in ("Dr", "Mr", "Mrs", "Ms", "Prof", "St", "Jr", "Sr", "vs", "[A-Z]"))
+_SENTENCE = re.compile(rf"[^\n]+?(?:{_NOT_AN_END}[.!?。]+(?=\s|$)|(?=\n)|$)")
 _CITATION = re.compile(r"\s?\[(\d{1,2})\]")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 _NAME = re.compile(r"\b[A-Z][a-zA-Z]{2,}\b")

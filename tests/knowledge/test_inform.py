@@ -82,3 +82,16 @@ def test_specifics() -> None:
 def test_a_supported_claim_without_citation_gets_its_passage() -> None:
     report = check_claims("All grinders carry a two-year warranty from purchase.", PASSAGES, embed)
     assert report.answer == "All grinders carry a two-year warranty from purchase [2]."
+
+
+@pytest.mark.parametrize(
+    ("answer", "sentences"),
+    [
+        ("Founded by Dr. Mira Okonkwo in 1987. It grew.", ["Founded by Dr. Mira Okonkwo in 1987.", "It grew."]),
+        ("Ask Mrs. Kim or J. Smith first! Then wait.", ["Ask Mrs. Kim or J. Smith first!", "Then wait."]),
+        ("The tank holds 1.8 l. Clean it weekly.", ["The tank holds 1.8 l.", "Clean it weekly."]),
+        ("물통은 1.8리터입니다. 세척하세요.", ["물통은 1.8리터입니다.", "세척하세요."]),
+    ],
+)
+def test_titles_initials_and_decimals_do_not_end_a_sentence(answer: str, sentences: list[str]) -> None:
+    assert [text for text, _, _ in split_claims(answer)] == sentences
