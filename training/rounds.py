@@ -102,6 +102,8 @@ def run_round(
         )
         metrics = _metrics(fitted, plan.name, processes.world, time.perf_counter() - started)
         arguments = args.model_dump(mode="json")
+        if "data" in arguments:  # the card travels with the adapter (publish): the file's name, not its path
+            arguments["data"] = Path(arguments["data"]).name
         adapter_dir = run_dir / ADAPTER_DIR
         if processes.main:
             _save_adapter(model, adapter_dir, base.name)

@@ -43,6 +43,7 @@ def test_sft_round_learns_and_writes_a_peft_adapter(tiny_model: Path, chat_data:
     assert result.metrics["real_tokens"] > 0 and result.data["rows"] == len(QA)
     config = (result.adapter_dir / "adapter_config.json").read_text(encoding="utf-8")
     assert '"base_model_name_or_path": "tiny"' in config  # a name, never a local path
+    assert result.arguments["data"] == chat_data.name
     weights = adapter_weights(result.adapter_dir)
     assert any(key.endswith("q_proj.lora_A.weight") for key in weights)
     assert any(key.endswith("down_proj.lora_B.weight") for key in weights)
