@@ -1,4 +1,4 @@
-"""`domainbot train sft|dpo|kto` and `domainbot eval model`: LoRA rounds and their evaluation."""
+"""`domainbot train sft|dpo|kto|round` and `domainbot eval model`: LoRA rounds, the feedback loop, evaluation."""
 
 from __future__ import annotations
 
