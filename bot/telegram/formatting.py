@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.terminal import CitationLike
+
 MAX_MESSAGE_CHARS = 4096
 DRAFT_MARK = " …"
 
@@ -22,15 +24,6 @@ _TAG_NAME = re.compile(r"</?\s*([a-zA-Z][\w-]*)")
 _SENTENCE_END = ".!?…"
 # Break classes, best first: paragraph, line, sentence, word.
 _BREAKS = ("paragraph", "line", "sentence", "word")
-
-
-class CitationLike(Protocol):
-    @property
-    def number(self) -> int: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def location(self) -> str: ...
 
 
 class AnswerLike(Protocol):

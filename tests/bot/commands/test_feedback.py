@@ -7,19 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
 from bot.feedback import FeedbackStore, InteractionRecord
+from tests.helpers import run_cli
 from training.datasets import load_preferences
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture()
@@ -34,7 +24,7 @@ def rated_store(clean_env: Path) -> Path:
 
 
 def test_export_writes_file_card_and_prints_summary(capsys: pytest.CaptureFixture[str], rated_store: Path) -> None:
-    code, out, err = run(capsys, "feedback", "export", "--format", "dpo", "--json")
+    code, out, err = run_cli(capsys, "feedback", "export", "--format", "dpo", "--json")
     assert code == 0, err
     summary = json.loads(out)
     path = Path(summary["path"])
@@ -42,14 +32,14 @@ def test_export_writes_file_card_and_prints_summary(capsys: pytest.CaptureFixtur
     [pair] = load_preferences(path)
     assert (pair.chosen, pair.rejected) == ("Use the reset link.", "Mail [EMAIL].")
 
-    code, out, _ = run(capsys, "feedback", "export", "-f", "kto", "--style", "llamafactory", "--out", "elsewhere")
+    code, out, _ = run_cli(capsys, "feedback", "export", "-f", "kto", "--style", "llamafactory", "--out", "elsewhere")
     assert code == 0
     assert "wrote 2 KTO row(s), llamafactory style" in out and "dataset_info.json" in out
     assert len(list(Path("elsewhere").glob("feedback-kto-llamafactory-*.jsonl"))) == 1
 
 
 def test_stats_counts_exportable_rows(capsys: pytest.CaptureFixture[str], rated_store: Path) -> None:
-    code, out, _ = run(capsys, "feedback", "stats", "--json")
+    code, out, _ = run_cli(capsys, "feedback", "stats", "--json")
     report = json.loads(out)
     assert code == 0
     assert (report["interactions"], report["ratings_up"], report["ratings_down"]) == (2, 1, 1)
@@ -68,7 +58,7 @@ def test_stats_counts_exportable_rows(capsys: pytest.CaptureFixture[str], rated_
 def test_bad_requests_are_one_line_errors(
     capsys: pytest.CaptureFixture[str], clean_env: Path, args: list[str], fragment: str
 ) -> None:
-    code, out, err = run(capsys, *args)
+    code, out, err = run_cli(capsys, *args)
     assert code == 1 and out == ""
     assert fragment in err and len(err.strip().splitlines()) == 1
     assert not clean_env.exists()  # asking created no store and no data folder
@@ -76,6 +66,6 @@ def test_bad_requests_are_one_line_errors(
 
 def test_empty_export_is_an_error_and_leaves_no_file(capsys: pytest.CaptureFixture[str], clean_env: Path) -> None:
     FeedbackStore.in_data_dir(clean_env).close()
-    code, _, err = run(capsys, "feedback", "export", "--format", "sft")
+    code, _, err = run_cli(capsys, "feedback", "export", "--format", "sft")
     assert code == 1 and "Nothing to export as SFT" in err and "no interactions yet" in err
     assert not (clean_env / "exports").exists()
