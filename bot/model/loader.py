@@ -122,6 +122,8 @@ def configured_model_name(settings: Settings) -> str:
     """The configured model's name, as `resolve_model` gives it, without loading or converting anything."""
     if settings.model == EMBEDDED_MODEL:
         return embedded.NAME
+    if settings.model.endswith(".gguf"):  # a GGUF model file, served by llama.cpp
+        return Path(settings.model).stem
     return _display_name(resolve_model_folder(settings.model), settings.model)
 
 
