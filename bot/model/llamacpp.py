@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import logging
+import os
 import threading
 import time
 import weakref
@@ -51,6 +52,10 @@ INSTALL_HINT = (
 )
 # The KV cache is allocated for the whole context at load; models trained for very long contexts get this many.
 MAX_CONTEXT = 8192
+# llama-cpp-python's default for decoding (one thread per physical core, taking two hardware threads per core), for
+# prompts too: its default there, every hardware thread, makes llama.cpp's threads wait on each other whenever the
+# machine is busy with anything else (prompts ran 20x slower on a loaded 2-core machine).
+THREADS = max(1, (os.cpu_count() or 2) // 2)
 # Longest text one token may stand for (llama.cpp asks for a bigger buffer when it is not enough).
 PIECE_BUFFER = 64
 
@@ -79,7 +84,9 @@ class LlamaCppEngine:
         if not gguf.is_file():
             raise DomainbotError(f"GGUF model {gguf} not found. Point DOMAINBOT_MODEL at a .gguf model file.")
         try:
-            self.llama: Llama = llama_cpp.Llama(str(gguf), n_ctx=MAX_CONTEXT, verbose=False)
+            self.llama: Llama = llama_cpp.Llama(
+                str(gguf), n_ctx=MAX_CONTEXT, n_threads=THREADS, n_threads_batch=THREADS, verbose=False
+            )
         except Exception as exc:  # llama-cpp-python raises ValueError or RuntimeError, by version
             raise DomainbotError(
                 f"Could not load the GGUF model {gguf}: {first_line(exc)}. Expected a complete llama.cpp GGUF model "

@@ -84,7 +84,7 @@ def test_damaged_cache_is_rebuilt_with_a_message(
     else:
         target.unlink()
     use_models(monkeypatch, tmp_path / "models")
-    opened = open_backend(load_settings())
+    opened = open_backend(load_settings().model_copy(update={"backend": "native"}))  # llama.cpp reads the GGUF
     assert opened.source == "converted"
     if file == embedded.MARKER:  # rewritten with a new timestamp, so its size may differ by a digit
         assert embedded.cache_problem(target.parent, embedded.find_embedded_gguf()) is None

@@ -1,0 +1,244 @@
+"""The llama.cpp backend on the shipped GGUF: the same prompt ids and the same greedy answers as transformers on the
+de-quantised model, with and without a LoRA adapter converted from peft; one answer at a time across threads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bot.config import load_settings
+from bot.model import embedded
+from bot.model.backend import GenerationParams, GenerationResult, Message, TransformersBackend
+from bot.model.llamacpp import LlamaCppBackend, choose_token
+from bot.model.loader import LoadedModel, _load_folder
+from tests.integration.conftest import use_models
+from training.gguf_lora import permute_rows
+
+pytestmark = pytest.mark.integration
+
+CONVERSATIONS: list[list[Message]] = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Why is the sky blue?"}],
+    [
+        {"role": "user", "content": "서울은 어느 나라의 수도입니까?"},
+        {"role": "assistant", "content": "대한민국입니다. 🇰🇷"},
+        {"role": "user", "content": "Ça va?  Tabs\tand\n\nnewlines, 3.14 and 2026."},
+    ],
+]
+QUESTIONS = [
+    "What is the capital of France?",
+    "Explain photosynthesis in one sentence.",
+    "Write a haiku about rain.",
+    "How many legs does a spider have?",
+    "Name three primary colors.",
+]
+FIRST_TOKENS = GenerationParams(max_new_tokens=8, repetition_penalty=1.1)
+# The Q4_1 weights are the same numbers on both sides, but llama.cpp quantises activations to 8 bits in its
+# matmuls: a near tie (this small model has many) may go the other way, and the rest of that answer with it.
+MIN_ANSWERS = len(QUESTIONS) // 2
+MIN_TOKEN_SHARE = 0.9
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class Models:
+    base: LoadedModel  # transformers, float32, the de-quantised GGUF
+    adapted: LoadedModel  # the same with a random LoRA merged
+    adapter: Path  # the peft adapter folder
+    gguf: Path
+
+
+@pytest.fixture(scope="module")
+def models(prepared_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Models]:
+    from peft import LoraConfig, get_peft_model
+
+    folder = prepared_models / embedded.NAME
+    cpu = torch.device("cpu")
+    base = _load_folder(folder, embedded.NAME, cpu, torch.float32)
+    adapted = _load_folder(folder, embedded.NAME, cpu, torch.float32)
+    torch.manual_seed(0)
+    peft_model = get_peft_model(adapted.model, LoraConfig(r=8, lora_alpha=16, target_modules=TARGETS))
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            # Big enough B that the answers change, small enough that they stay sentences.
+            if "lora_A" in name:
+                parameter.normal_(0.0, parameter.shape[1] ** -0.5)
+            elif "lora_B" in name:
+                parameter.normal_(0.0, 0.04)
+    adapter = tmp_path_factory.mktemp("adapter") / "random-lora"
+    peft_model.save_pretrained(adapter)
+    adapted.model = peft_model.merge_and_unload()
+    adapted.adapter = adapter.name
+    yield Models(base, adapted, adapter, embedded.find_embedded_gguf().gguf)
+
+
+def answer(backend: object, messages: list[Message], params: GenerationParams = FIRST_TOKENS) -> str:
+    return "".join(backend.stream(messages, params, GenerationResult()))  # type: ignore[attr-defined]
+
+
+@dataclass
+class Agreement:
+    """llama.cpp vs transformers on QUESTIONS: whole first-8-token answers, and single tokens when both continue
+    transformers' answer (so one near tie does not decide the rest of an answer)."""
+
+    answers: int = 0
+    tokens: int = 0
+    positions: int = 0
+    differing: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"first 8 tokens agree on {self.answers}/{len(QUESTIONS)} prompts, next-token choices on "
+            f"{self.tokens}/{self.positions} positions; differing answers (llama.cpp, transformers): {self.differing}"
+        )
+
+
+def agreement(ours: LlamaCppBackend, reference: LoadedModel) -> Agreement:
+    result = Agreement()
+    for question in QUESTIONS:
+        messages: list[Message] = [{"role": "user", "content": question}]
+        prompt = ours.encode(messages)
+        with torch.no_grad():
+            generated = reference.model.generate(
+                torch.tensor([prompt]),
+                max_new_tokens=FIRST_TOKENS.max_new_tokens,
+                do_sample=False,
+                repetition_penalty=FIRST_TOKENS.repetition_penalty,
+                pad_token_id=reference.tokenizer.pad_token_id,
+            )
+        expected = [int(i) for i in generated[0, len(prompt) :]]
+        theirs, mine = reference.tokenizer.decode(expected, skip_special_tokens=True), answer(ours, messages)
+        result.answers += mine == theirs
+        if mine != theirs:
+            result.differing.append((mine, theirs))
+        with ours.engine.lock:
+            ours.engine.use_adapter(ours.lora)
+            ours.engine.prefill(prompt)
+            for position, token in enumerate(expected):
+                seen = np.unique(np.asarray(prompt + expected[:position]))
+                result.tokens += choose_token(ours.engine.logits(), seen, FIRST_TOKENS, None) == token
+                result.positions += 1
+                ours.engine.step(token)
+    return result
+
+
+def test_prompt_ids_match_transformers(models: Models) -> None:
+    ours = LlamaCppBackend.open(models.gguf, embedded.NAME)
+    reference = TransformersBackend(models.base)
+    for messages in CONVERSATIONS:
+        assert ours.encode(messages) == reference.encode(messages)
+        assert ours.count_tokens(messages) == reference.count_tokens(messages)
+
+
+def check_agreement(result: Agreement) -> None:
+    print(result)  # the figures, for the record (pytest -s)
+    assert result.answers >= MIN_ANSWERS and result.tokens >= MIN_TOKEN_SHARE * result.positions, str(result)
+
+
+def test_greedy_answers_agree_with_transformers(models: Models) -> None:
+    check_agreement(agreement(LlamaCppBackend.open(models.gguf, embedded.NAME), models.base))
+
+
+def test_greedy_answers_with_the_adapter_agree_with_transformers_and_peft(models: Models) -> None:
+    ours = LlamaCppBackend.open(models.gguf, embedded.NAME, models.adapter)
+    assert ours.adapter == models.adapter.name
+    check_agreement(agreement(ours, models.adapted))
+    base = LlamaCppBackend.open(models.gguf, embedded.NAME)
+    changed = [
+        q
+        for q in QUESTIONS
+        if answer(ours, [{"role": "user", "content": q}]) != answer(base, [{"role": "user", "content": q}])
+    ]
+    assert len(changed) >= len(QUESTIONS) // 2, "the adapter must change the answers for this test to mean anything"
+
+
+def test_adapter_moves_the_logits_as_peft_does(models: Models) -> None:
+    """The adapter's effect on the next-token logits, llama.cpp vs transformers: the same direction and size. A
+    q/k permutation left out (or applied to the wrong side) breaks this by far."""
+    messages: list[Message] = [{"role": "user", "content": "Tell me about the history of Rome."}]
+    ids = torch.tensor([TransformersBackend(models.base).encode(messages)])
+    with torch.no_grad():
+        hf_base = models.base.model(input_ids=ids).logits[0, -1].numpy()
+        hf_adapted = models.adapted.model(input_ids=ids).logits[0, -1].numpy()
+
+    def llamacpp_logits(backend: LlamaCppBackend) -> np.ndarray:
+        with backend.engine.lock:
+            backend.engine.use_adapter(backend.lora)
+            backend.engine.prefill(backend.encode(messages))
+            return backend.engine.logits().copy()
+
+    cpp_base = llamacpp_logits(LlamaCppBackend.open(models.gguf, embedded.NAME))
+    cpp_adapted = llamacpp_logits(LlamaCppBackend.open(models.gguf, embedded.NAME, models.adapter))
+    effect, error = hf_adapted - hf_base, cpp_adapted - hf_adapted
+    assert np.linalg.norm(effect) > 5 * np.linalg.norm(cpp_base - hf_base)  # the adapter matters here
+    assert np.linalg.norm(error) < 0.2 * np.linalg.norm(effect), (np.linalg.norm(error), np.linalg.norm(effect))
+
+
+def test_shipped_gguf_stores_q_and_k_rows_permuted(models: Models) -> None:
+    """What the converter does to lora_B is what llama.cpp's converter did to the model: transformers' weights,
+    permuted, are the GGUF's de-quantised tensors."""
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    tensors = {t.name: t for t in GGUFReader(models.gguf).tensors}
+    config = models.base.model.config
+    layer = models.base.model.model.layers[3].self_attn
+    for gguf_name, weight, heads in [
+        ("blk.3.attn_q.weight", layer.q_proj.weight, config.num_attention_heads),
+        ("blk.3.attn_k.weight", layer.k_proj.weight, config.num_key_value_heads),
+    ]:
+        stored = dequantize(tensors[gguf_name].data, tensors[gguf_name].tensor_type)
+        hf = weight.detach().numpy()
+        np.testing.assert_allclose(permute_rows(hf, heads), stored, atol=1e-6)
+        assert not np.allclose(hf, stored, atol=1e-3)
+
+
+def test_two_threads_take_turns_on_one_context(models: Models) -> None:
+    backend = LlamaCppBackend.open(models.gguf, embedded.NAME)
+    messages: list[Message] = [{"role": "user", "content": "Explain how a bicycle works."}]
+    params = GenerationParams(max_new_tokens=24, repetition_penalty=1.1)
+    alone = answer(backend, messages, params)
+    pieces: list[tuple[str, float]] = []
+    texts: dict[str, str] = {}
+
+    def run(name: str) -> None:
+        out = []
+        for piece in backend.stream(messages, params, GenerationResult()):
+            pieces.append((name, time.perf_counter()))
+            out.append(piece)
+        texts[name] = "".join(out)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert texts == {"a": alone, "b": alone}
+    order = [name for name, _ in sorted(pieces, key=lambda p: p[1])]
+    first = order[0]
+    switch = order.index("b" if first == "a" else "a")
+    assert set(order[:switch]) == {first} and first not in order[switch:], f"the answers interleaved: {order}"
+
+
+def test_auto_falls_back_to_native_when_the_gguf_is_corrupt(
+    prepared_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.model import factory
+
+    use_models(monkeypatch, prepared_models)
+    corrupt = tmp_path / embedded.GGUF_FILE
+    corrupt.write_bytes(b"GGUF" + b"\x00" * 256)
+    monkeypatch.setattr(factory, "gguf_model", lambda settings: factory.GgufModel(corrupt, embedded.NAME))
+    with caplog.at_level(logging.WARNING, logger="bot.model.factory"):
+        opened = factory.open_backend(load_settings())
+    assert opened.backend.name == "native"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(corrupt) in warnings[0]
