@@ -23,6 +23,7 @@ from tests.integration.conftest import use_models
 from training.gguf_lora import permute_rows
 
 pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
 
 CONVERSATIONS: list[list[Message]] = [
     [{"role": "user", "content": "What is the capital of France?"}],
@@ -242,3 +243,53 @@ def test_auto_falls_back_to_native_when_the_gguf_is_corrupt(
     assert opened.backend.name == "native"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and str(corrupt) in warnings[0]
+
+
+def test_the_bot_follows_the_registry_on_one_shared_model(models: Models, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from bot.model.factory import open_backend
+    from bot.model.swap import SwappableBackend
+    from training.gguf_lora import GGUF_ADAPTER_FILE
+    from training.registry import AdapterCard, AdapterRegistry
+
+    monkeypatch.setenv("DOMAINBOT_ADAPTER_POLL_SECONDS", "0")
+    settings = load_settings()
+    messages: list[Message] = [{"role": "user", "content": "How many legs does a spider have?"}]
+    bot = open_backend(settings, follow_registry=True).backend
+    assert isinstance(bot, SwappableBackend) and (bot.name, bot.adapter) == ("llamacpp", None)
+    base_answer = answer(bot, messages)
+
+    registry = AdapterRegistry.in_data_dir(settings.data_dir)
+    created = datetime.now(UTC).isoformat()
+    registry.add(models.adapter, AdapterCard(name="r1", kind="sft", base_model=embedded.NAME, created_at=created))
+    registry.activate("r1")
+    assert bot.refresh() is True and bot.adapter == "r1"
+    adapted_answer = answer(bot, messages)
+    assert adapted_answer == answer(LlamaCppBackend.open(models.gguf, embedded.NAME, models.adapter), messages)
+    assert adapted_answer != base_answer
+    assert (registry.path("r1") / GGUF_ADAPTER_FILE).is_file()  # converted once, beside the registry's copy
+
+    registry.activate(None)
+    assert bot.refresh() is True and answer(bot, messages) == base_answer
+    backend = bot.current()
+    assert isinstance(backend, LlamaCppBackend)
+    assert backend.engine is LlamaCppBackend.open(models.gguf, embedded.NAME).engine  # one model in memory
+    bot.close()
+
+
+def test_a_start_on_llamacpp_does_not_import_torch(tmp_path: Path) -> None:
+    """torch costs 1.5 s of a 2 s cold start here; the llama.cpp path on a CPU-only torch never needs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from bot.config import load_settings\n"
+        "from bot.model.factory import open_backend\n"
+        "opened = open_backend(load_settings())\n"
+        "print(opened.backend.name, 'torch' in sys.modules)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "DOMAINBOT_DATA_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.split() == ["llamacpp", "False"], out.stderr
