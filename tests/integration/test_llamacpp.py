@@ -293,3 +293,43 @@ def test_a_start_on_llamacpp_does_not_import_torch(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "DOMAINBOT_DATA_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.split() == ["llamacpp", "False"], out.stderr
+
+
+def test_finish_reasons_timings_and_seeded_sampling() -> None:
+    backend = LlamaCppBackend.open(embedded.find_embedded_gguf().gguf, embedded.NAME)
+    messages: list[Message] = [
+        {"role": "system", "content": load_settings().system_prompt},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+
+    def run(params: GenerationParams) -> tuple[str, GenerationResult]:
+        result = GenerationResult()
+        return "".join(backend.stream(messages, params, result)), result
+
+    text, result = run(GenerationParams(max_new_tokens=64))
+    assert "Paris" in text and result.finish_reason == "eos"
+    assert result.prompt_tokens == backend.count_tokens(messages) and 0 < result.new_tokens < 64
+    assert 0 < result.timings["first_token"] <= result.timings["generate"]
+
+    text, result = run(GenerationParams(max_new_tokens=64, stop=("Paris",)))
+    assert "Paris" not in text and result.finish_reason == "stop"
+
+    _, result = run(GenerationParams(max_new_tokens=3))
+    assert (result.finish_reason, result.new_tokens) == ("length", 3)
+
+    sampled = GenerationParams(max_new_tokens=16, temperature=1.2, top_p=0.95, seed=7)
+    assert run(sampled)[0] == run(sampled)[0]
+    assert len({run(GenerationParams(max_new_tokens=16, temperature=1.2, seed=s))[0] for s in range(4)}) > 1
+
+
+def test_a_stream_left_unfinished_frees_the_context() -> None:
+    backend = LlamaCppBackend.open(embedded.find_embedded_gguf().gguf, embedded.NAME)
+    messages: list[Message] = [{"role": "user", "content": "Explain how a bicycle works."}]
+    params = GenerationParams(max_new_tokens=12)
+    expected = answer(backend, messages, params)
+    abandoned = backend.stream(messages, params, GenerationResult())
+    next(abandoned)
+    assert backend.engine.lock.locked()
+    abandoned.close()  # what happens when a reader stops reading and drops the stream
+    assert not backend.engine.lock.locked()
+    assert answer(backend, messages, params) == expected
