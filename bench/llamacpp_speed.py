@@ -2,15 +2,17 @@
 
 1. Tokens per second of `domainbot ask --raw`'s path (a ChatSession on the backend `open_backend` gives for
    DOMAINBOT_BACKEND=llamacpp, timed around the whole `ask`) against bare llama-cpp-python (`Llama(...)` with its
-   defaults, `create_completion` on the same prompt ids), alternating rounds in the same run, both greedy without
-   repetition penalty so they produce the same tokens (checked). Without and with a LoRA adapter (a random peft
-   adapter on the model; bare llama-cpp-python gets the converted GGUF file as `lora_path`). Target ratio >= 1.0.
+   defaults but the prompt's thread count, so both compute the same numbers; `create_completion` on the same
+   prompt ids), both greedy without repetition penalty so they produce the same tokens (checked). Rounds alternate
+   (ours, bare, bare, ours, ...) and the ratio is the median of the rounds' ratios: other work on the machine
+   moves both sides of a round alike. Without and with a LoRA adapter (a random peft adapter on the model; bare
+   llama-cpp-python gets the converted GGUF file as `lora_path`). Target ratio >= 1.0.
 2. Time to the first token of a warm bot: further questions to the same ChatSession, from `ask` to the first
    text piece (default settings). Target <= 0.5 s.
 3. Cold start to the first token: a new `domainbot ask --raw ... --max-tokens 1` process on a fresh data folder,
    from launch to its first byte on stdout. Target <= 2 s.
 
-    python bench/llamacpp_speed.py [--rounds 5] [--max-tokens 96] [--cold-runs 3]
+    python bench/llamacpp_speed.py [--rounds 8] [--max-tokens 96] [--cold-runs 3]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bot.chat import ChatSession, generation_params
 from bot.config import Settings, load_settings
@@ -65,38 +68,46 @@ def compare_speed(settings: Settings, rounds: int, max_tokens: int) -> dict[str,
     """Median tokens/s of the ask path and of bare llama-cpp-python, and whether their texts agree."""
     from llama_cpp import Llama
 
-    from bot.model.llamacpp import LlamaCppBackend
+    from bot.model.llamacpp import THREADS, LlamaCppBackend
     from training.gguf_lora import gguf_adapter
 
     backend = open_backend(settings).backend
     assert isinstance(backend, LlamaCppBackend), backend.name
     gguf = backend.engine.path
     lora = None if settings.adapter is None else str(gguf_adapter(settings.adapter, gguf))
-    bare = Llama(str(gguf), lora_path=lora, verbose=False)
+    bare = Llama(str(gguf), lora_path=lora, n_threads_batch=THREADS, verbose=False)
     params = generation_params(settings)
     messages = [{"role": "system", "content": settings.system_prompt}, {"role": "user", "content": QUESTION}]
     prompt = backend.encode(messages)  # type: ignore[arg-type]
 
-    ours, theirs, texts = [], [], set()
-    ChatSession(backend, params, settings.system_prompt, 0).ask("Warm up.")
-    bare.create_completion(prompt, max_tokens=4, temperature=0.0, repeat_penalty=1.0)
-    for _ in range(rounds):
+    def ask_path() -> tuple[float, str, int]:
         session = ChatSession(backend, params, settings.system_prompt, settings.history_max_tokens)
         started = time.perf_counter()
         reply = session.ask(QUESTION)
-        ours.append(reply.usage["completion_tokens"] / (time.perf_counter() - started))
-        texts.add(reply.text)
+        tokens = reply.usage["completion_tokens"]
+        return tokens / (time.perf_counter() - started), reply.text, tokens
 
+    def bare_path() -> tuple[float, str, int]:
         started = time.perf_counter()
-        completion = bare.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.0)
-        theirs.append(completion["usage"]["completion_tokens"] / (time.perf_counter() - started))  # type: ignore[index]
-        texts.add(completion["choices"][0]["text"].strip())  # type: ignore[index]
+        completion: Any = bare.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.0)
+        tokens = completion["usage"]["completion_tokens"]
+        return tokens / (time.perf_counter() - started), completion["choices"][0]["text"].strip(), tokens
+
+    ask_path()
+    bare_path()
+    ours, theirs, texts = [], [], set()
+    for round_ in range(rounds):
+        first, second = (ask_path, bare_path) if round_ % 2 == 0 else (bare_path, ask_path)
+        results = {first: first(), second: second()}
+        ours.append(results[ask_path][0])
+        theirs.append(results[bare_path][0])
+        texts.update({results[ask_path][1], results[bare_path][1]})
     bare.close()
     return {
         "ask_tok_s": statistics.median(ours),
         "bare_tok_s": statistics.median(theirs),
-        "ratio": statistics.median(ours) / statistics.median(theirs),
-        "new_tokens": reply.usage["completion_tokens"],
+        "ratio": statistics.median(a / b for a, b in zip(ours, theirs, strict=True)),
+        "new_tokens": results[ask_path][2],
         "same_text": len(texts) == 1,
     }
 
@@ -140,7 +151,7 @@ def cold_start(runs: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--cold-runs", type=int, default=3)
     args = parser.parse_args()

@@ -84,15 +84,8 @@ class LlamaCppEngine:
         if not gguf.is_file():
             raise DomainbotError(f"GGUF model {gguf} not found. Point DOMAINBOT_MODEL at a .gguf model file.")
         try:
-            # Read into memory rather than mapped: with a LoRA adapter set, decoding from mapped weights measured
-            # about 10% slower here, and reading costs 0.05 s of the load.
             self.llama: Llama = llama_cpp.Llama(
-                str(gguf),
-                n_ctx=MAX_CONTEXT,
-                n_threads=THREADS,
-                n_threads_batch=THREADS,
-                use_mmap=False,
-                verbose=False,
+                str(gguf), n_ctx=MAX_CONTEXT, n_threads=THREADS, n_threads_batch=THREADS, verbose=False
             )
         except Exception as exc:  # llama-cpp-python raises ValueError or RuntimeError, by version
             raise DomainbotError(
@@ -110,6 +103,8 @@ class LlamaCppEngine:
         # Adapters whose backends are gone, freed by the next answer (under the lock, and never the active one).
         self.retired: list[Any] = []
         self._pieces: dict[tuple[int, bool], bytes] = {}
+        self._logits_address: int | None = None
+        self._logits_view = np.zeros(0, dtype=np.float32)
 
     @classmethod
     def shared(cls, gguf: Path) -> LlamaCppEngine:
@@ -211,11 +206,16 @@ class LlamaCppEngine:
         self.llama.eval([token])
 
     def logits(self) -> np.ndarray:
-        """The last evaluated position's logits, (V,) float32 (a view into llama.cpp's buffer)."""
+        """The last evaluated position's logits, (V,) float32: a view into llama.cpp's buffer, valid until the next
+        evaluation."""
         import llama_cpp
 
-        pointer = llama_cpp.llama_get_logits_ith(self.llama.ctx, -1)
-        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        address = ctypes.cast(llama_cpp.llama_get_logits_ith(self.llama.ctx, -1), ctypes.c_void_p).value
+        # The buffer stays where it is from token to token; making a numpy view costs more than choosing the token.
+        if address != self._logits_address:
+            buffer = (ctypes.c_float * self.n_vocab).from_address(address or 0)
+            self._logits_view, self._logits_address = np.frombuffer(memoryview(buffer), dtype=np.float32), address
+        return self._logits_view
 
 
 class LoraHandle:
