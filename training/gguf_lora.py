@@ -120,7 +120,10 @@ def lora_tensors(adapter: Path, base: BaseModelShape) -> tuple[float, dict[str, 
     config: dict[str, Any] = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
     reason = _unsupported_reason(config)
     if reason is not None:
-        raise AdapterError(f"Adapter {adapter} cannot be converted for llama.cpp: {reason}.")
+        raise AdapterError(
+            f"Adapter {adapter} cannot be converted for llama.cpp: {reason}. "
+            "Set DOMAINBOT_BACKEND=native or transformers to serve it."
+        )
     if base.architecture not in PERMUTED_ARCHITECTURES:
         raise AdapterError(
             f"Adapter {adapter} cannot be converted for llama.cpp: the base model's architecture is "

@@ -96,7 +96,8 @@ class LlamaCppEngine:
         self.lock = threading.Lock()
         self.vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
         self.n_vocab = self.llama.n_vocab()
-        self.n_ctx = min(self.llama.n_ctx(), MAX_CONTEXT)
+        # What the model was trained for, when that is less than the cache holds.
+        self.n_ctx = min(self.llama.n_ctx(), llama_cpp.llama_model_n_ctx_train(self.llama.model))
         self.metadata: dict[str, str] = dict(self.llama.metadata)
         # The adapter the context applies now; the KV cache holds keys and values computed with it.
         self.active: LoraHandle | None = None
@@ -223,7 +224,8 @@ class LoraHandle:
 
     def __init__(self, engine: LlamaCppEngine, pointer: Any) -> None:
         self.pointer = pointer
-        # The finalizer holds the engine, so the model outlives every adapter loaded into it.
+        # Handed to the engine rather than freed here: the context may still be set to it, and only an answer holding
+        # the engine's lock may change that. A model freed first frees its adapters itself.
         weakref.finalize(self, engine.retired.append, pointer)
 
 
