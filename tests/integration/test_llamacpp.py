@@ -333,3 +333,29 @@ def test_a_stream_left_unfinished_frees_the_context() -> None:
     abandoned.close()  # what happens when a reader stops reading and drops the stream
     assert not backend.engine.lock.locked()
     assert answer(backend, messages, params) == expected
+
+
+def test_a_gguf_file_is_a_model() -> None:
+    from bot.model.factory import open_backend
+
+    gguf = embedded.find_embedded_gguf().gguf
+    opened = open_backend(load_settings().model_copy(update={"model": str(gguf)}))
+    assert (opened.backend.name, opened.backend.model_name, opened.path) == ("llamacpp", gguf.stem, str(gguf))
+    assert opened.dtype == "Q4_1" and opened.backend.context_window() == 8192
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "truncated"])
+def test_a_bad_gguf_is_named_in_one_line(damage: str, tmp_path: Path) -> None:
+    from bot.errors import DomainbotError
+    from bot.model.factory import open_backend
+
+    bad = tmp_path / "model.gguf"
+    if damage == "garbage":
+        bad.write_bytes(b"this is not a model")
+    elif damage == "truncated":
+        with embedded.find_embedded_gguf().gguf.open("rb") as source:
+            bad.write_bytes(source.read(1_000_000))  # the header and some tensors, cut off
+    settings = load_settings().model_copy(update={"model": str(bad), "backend": "llamacpp"})
+    with pytest.raises(DomainbotError, match=f"GGUF model {bad}") as error:
+        open_backend(settings)
+    assert "\n" not in str(error.value)
