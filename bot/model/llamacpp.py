@@ -84,8 +84,15 @@ class LlamaCppEngine:
         if not gguf.is_file():
             raise DomainbotError(f"GGUF model {gguf} not found. Point DOMAINBOT_MODEL at a .gguf model file.")
         try:
+            # Read into memory, not mapped: decoding measured 8% faster here (18% with a LoRA adapter set) in
+            # paired rounds, likely because anonymous memory gets huge pages; reading costs 0.05 s of the load.
             self.llama: Llama = llama_cpp.Llama(
-                str(gguf), n_ctx=MAX_CONTEXT, n_threads=THREADS, n_threads_batch=THREADS, verbose=False
+                str(gguf),
+                n_ctx=MAX_CONTEXT,
+                n_threads=THREADS,
+                n_threads_batch=THREADS,
+                use_mmap=False,
+                verbose=False,
             )
         except Exception as exc:  # llama-cpp-python raises ValueError or RuntimeError, by version
             raise DomainbotError(
