@@ -307,3 +307,32 @@ def test_only_plain_growing_caches_are_batched(inner: TransformersBackend) -> No
         sliding_window=8,
     )
     assert not supports_batching(MistralForCausalLM(sliding))
+
+
+@pytest.mark.parametrize(("max_batch", "wrapped"), [(8, True), (1, False)])
+def test_the_factory_batches_the_transformers_backend(tiny_settings: Any, max_batch: int, wrapped: bool) -> None:
+    from bot.model.factory import open_backend
+
+    settings = tiny_settings.model_copy(update={"backend": "transformers", "max_batch": max_batch})
+    backend = open_backend(settings).backend
+    assert isinstance(backend, BatchingBackend) is wrapped
+    assert backend.name == "transformers"
+    assert isinstance(backend.loaded.model, torch.nn.Module)  # type: ignore[attr-defined]
+    params = GenerationParams(max_new_tokens=6)
+    alone = "".join(TransformersBackend(backend.loaded).stream(ask("hi"), params, GenerationResult()))  # type: ignore[attr-defined]
+    assert "".join(backend.stream(ask("hi"), params, GenerationResult())) == alone
+
+
+def test_the_native_backend_is_left_as_it_is(tiny_settings: Any) -> None:
+    from bot.model.factory import open_backend
+
+    assert open_backend(tiny_settings.model_copy(update={"max_batch": 8})).backend.name == "native"
+
+
+def test_max_batch_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.config import load_settings
+
+    assert load_settings().max_batch == 8
+    monkeypatch.setenv("DOMAINBOT_MAX_BATCH", "0")
+    with pytest.raises(DomainbotError, match="DOMAINBOT_MAX_BATCH"):
+        load_settings()
