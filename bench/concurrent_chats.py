@@ -227,11 +227,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     backend, loaded = open_model(args)
     device = loaded.device
+    # The first answers of a fresh process run slowly (weights paged in, kernels chosen for each cache length):
+    # one full-length answer and a short generate first, so no side pays for that.
     warm_up = GenerationParams(max_new_tokens=4, repetition_penalty=args.repetition_penalty)
-    answer_one_at_a_time(backend, 1, warm_up, "warm-up")
+    answer_one_at_a_time(backend, 1, params, "warm-up")
+    plain_generate(loaded, backend, 4, args.repetition_penalty)
     generate = plain_generate(loaded, backend, new_tokens, args.repetition_penalty)
     alone = answer_one_at_a_time(backend, args.baseline_chats, params, "one at a time (transformers backend)")
-    batched_one = answer_one_at_a_time(BatchingBackend(backend, 1), 1, params, "batching backend, one chat")
+    single = BatchingBackend(backend, 1)
+    batched_one = answer_one_at_a_time(single, 1, params, "batching backend, one chat")
+    single.close()
     runs = [generate, alone, batched_one]
     same = []
     for count in chats:

@@ -26,6 +26,8 @@ adapter after a switch) is freed and its thread ends; `close()` ends it at once.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import queue
 import threading
@@ -58,6 +60,7 @@ DEFAULT_MAX_WAITING = 64
 # How often an idle loop thread looks whether its backend is still alive, and a waiting caller whether the
 # loop thread is.
 POLL_SECONDS = 0.5
+CLOSE_WAIT_SECONDS = 5.0
 
 
 class BackendBusyError(DomainbotError):
@@ -269,6 +272,7 @@ class BatchingBackend:
         self._thread: threading.Thread | None = None
         # The loop thread must end once this backend is garbage, even if nobody calls close().
         weakref.finalize(self, self._stop.set)
+        _OPEN.add(self)
 
     # --- the Backend protocol --------------------------------------------------------------------------------
 
@@ -323,8 +327,16 @@ class BatchingBackend:
     # --- running the loop ------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the loop thread; answers in flight and waiting end with an error."""
+        """Stop the loop thread and wait for it to end; answers in flight and waiting end with an error."""
         self._stop.set()
+        wake = _Request([], GenerationParams(), time.perf_counter())
+        wake.cancelled.set()
+        # An idle loop stops now, not at its next poll; a full inbox means a busy loop, which checks every step.
+        with contextlib.suppress(queue.Full):
+            self._inbox.put_nowait(wake)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(CLOSE_WAIT_SECONDS)
 
     def _submit(self, request: _Request) -> None:
         with self._lock:
@@ -467,6 +479,17 @@ def _run(ref: weakref.ref[BatchingBackend], inbox: queue.Queue[_Request], stop: 
             return
         backend._serve(first)
         del backend
+
+
+# Backends whose loop may be running, closed at exit: a daemon thread caught inside a torch call while the
+# interpreter shuts down aborts the whole process ("terminate called without an active exception").
+_OPEN: weakref.WeakSet[BatchingBackend] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for backend in list(_OPEN):
+        backend.close()
 
 
 def _get_nowait(inbox: queue.Queue[_Request]) -> _Request | None:

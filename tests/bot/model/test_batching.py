@@ -279,6 +279,18 @@ def test_close_ends_the_loop_and_refuses_new_requests(inner: TransformersBackend
         next(backend.stream(ask("hi"), GenerationParams(max_new_tokens=3), GenerationResult()))
 
 
+def test_close_ends_answers_in_flight_with_an_error(inner: TransformersBackend) -> None:
+    ForwardHook(inner.loaded.model, lambda input_ids: time.sleep(0.005))
+    backend = BatchingBackend(inner, max_batch=2)
+    stream, _ = open_stream(backend, "hi", GenerationParams(max_new_tokens=200))
+    started = time.perf_counter()
+    backend.close()
+    assert time.perf_counter() - started < 2  # it stopped at the next step, not after 200 tokens
+    assert backend._thread is not None and not backend._thread.is_alive()
+    with pytest.raises(DomainbotError, match="closed while the answer was generated"):
+        list(stream)
+
+
 def test_a_discarded_backend_is_freed_and_its_thread_ends(inner: TransformersBackend) -> None:
     backend = BatchingBackend(inner, max_batch=2)
     assert "".join(backend.stream(ask("hi"), GenerationParams(max_new_tokens=3), GenerationResult()))
