@@ -7,7 +7,8 @@ queues a request and reads its answer from its own output queue, while one daemo
   prefill) and joins the running batch at the next step. Rows are aligned on the right: a row shorter than the
   batch's KV cache is padded on the left (or the batch is, when the newcomer is longer), and every step passes
   a per-row attention mask that hides the padding and explicit position ids, so each row sees exactly the
-  positions and keys it would see alone.
+  positions and keys it would see alone. (A newcomer's prefill pauses the running rows for its length; prompts
+  are not split into chunks.)
 - A row leaves the batch as soon as it ends (end-of-turn token, stop string, max_new_tokens, or its caller
   closed the stream) and frees its slot; cache columns that are padding in every remaining row are dropped.
 - Sampling stays per request: each row keeps its own parameters, seeded generator, repetition-penalty history,
