@@ -294,6 +294,10 @@ class BatchingBackend:
         """The wrapped model, for callers that need the torch module itself (evaluation)."""
         return self.inner.loaded
 
+    def encode(self, messages: Sequence[Message]) -> list[int]:
+        """The prompt's token ids, as the wrapped backend renders them."""
+        return self.inner.encode(messages)
+
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return self.inner.count_tokens(messages)
 
