@@ -234,11 +234,14 @@ def test_a_closed_stream_frees_its_slot_at_once(inner: TransformersBackend) -> N
 def test_a_stuck_reader_does_not_stall_the_others(inner: TransformersBackend) -> None:
     backend = BatchingBackend(inner, max_batch=2)
     stuck, _ = open_stream(backend, "hi", GenerationParams(max_new_tokens=150))  # read once, then left alone
-    started = time.perf_counter()
-    result = GenerationResult()
-    text = "".join(backend.stream(ask("Paris"), GenerationParams(max_new_tokens=20), result))
-    assert text and result.new_tokens > 0
-    assert time.perf_counter() - started < 10
+    answer, done = Answer(), threading.Event()
+    reader = threading.Thread(
+        target=consume, args=(backend, "Paris", GenerationParams(max_new_tokens=20), answer, done)
+    )
+    reader.start()
+    reader.join(10)  # in a thread: a loop that waited for the stuck reader would hang here, not the test run
+    assert not reader.is_alive(), "the stuck reader stalled the batch"
+    assert answer.error is None and answer.result.finish_reason in ("length", "eos")
     stuck.close()
 
 
