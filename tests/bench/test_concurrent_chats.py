@@ -8,22 +8,8 @@ from bench.concurrent_chats import SHAPES, main
 
 
 def test_the_benchmark_runs_and_batched_answers_equal_one_at_a_time(capsys: pytest.CaptureFixture[str]) -> None:
-    summary = main(
-        [
-            "--shape",
-            "tiny",
-            "--device",
-            "cpu",
-            "--chats",
-            "3",
-            "--new-tokens",
-            "6",
-            "--baseline-chats",
-            "3",
-            "--rounds",
-            "1",
-        ]
-    )
+    args = "--shape tiny --device cpu --chats 3 --new-tokens 6 --baseline-chats 3 --rounds 1"
+    summary = main(args.split())
     tokens = summary["tokens"]
     assert tokens["3 concurrent (batch 3)"] == 3 * 6  # every answer runs to its full length
     assert tokens["one at a time (transformers backend)"] == 3 * 6
