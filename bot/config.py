@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         1.1, ge=1.0, le=2.0, description="Penalty on tokens already in the context; 1 turns it off."
     )
     seed: int | None = Field(None, ge=0, description="Seed for sampling, for reproducible answers.")
+    max_batch: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Most answers the transformers backend decodes together in one batch (continuous batching of "
+        "concurrent chats); 1 turns batching off.",
+    )
     system_prompt: str = Field(
         "You are domainbot, a concise and accurate assistant. Answer the user's question directly.",
         description="System prompt of `--raw` chats with the model alone (the pipeline's is in the prompt file).",

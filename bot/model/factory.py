@@ -110,7 +110,14 @@ def _build_backend(
     loaded = _load_folder(resolved.folder, resolved.name, device, dtype, require_chat_template=chat)
     if adapter is not None:
         apply_adapter(loaded, adapter)
-    return TransformersBackend(loaded, settings.prompt_format)
+    backend = TransformersBackend(loaded, settings.prompt_format)
+    if settings.max_batch > 1:
+        from bot.model.batching import BatchingBackend, supports_batching
+
+        # Models whose cache is not a plain growing one (sliding windows, recurrent layers) answer one at a time.
+        if supports_batching(loaded.model):
+            return BatchingBackend(backend, settings.max_batch)
+    return backend
 
 
 def _open_following_registry(
