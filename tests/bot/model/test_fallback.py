@@ -141,7 +141,12 @@ def test_a_server_down_at_start_is_replaced_by_the_local_model(
     tiny_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = tiny_settings.model_copy(
-        update={"backend": "openai", "openai_url": unused_url(), "openai_fallback": "local", "openai_connect_timeout": 1.0}
+        update={
+            "backend": "openai",
+            "openai_url": unused_url(),
+            "openai_fallback": "local",
+            "openai_connect_timeout": 1.0,
+        }
     )
     with caplog.at_level(logging.WARNING, logger="bot.model.fallback"):
         opened = open_backend(settings, follow_registry=False)

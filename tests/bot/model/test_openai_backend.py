@@ -172,7 +172,9 @@ def test_a_stream_cut_in_the_middle_keeps_what_arrived(
 
 def test_connect_checks_the_model_is_served(fake: FakeOpenAI) -> None:
     fake.models = [{"id": "llama-8b"}, {"id": "support-v2"}]
-    with pytest.raises(OpenAIServerError, match="does not serve the adapter 'support-v3'; it serves llama-8b, support-v2"):
+    with pytest.raises(
+        OpenAIServerError, match="does not serve the adapter 'support-v3'; it serves llama-8b, support-v2"
+    ):
         backend_for(fake.url, model="support-v3", adapter="support-v3").connect()
     backend = backend_for(fake.url, context=1024)
     backend.connect()
