@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -112,10 +113,25 @@ def _m002_prompt(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE interactions ADD COLUMN prompt TEXT NOT NULL DEFAULT '[]'")
 
 
+def _m003_pending_corrections(db: sqlite3.Connection) -> None:
+    # Who pressed "Correct" and waits to send the right answer: here rather than in a bot process's memory, so
+    # the next message is taken as the correction by whichever worker receives it.
+    db.execute(
+        """CREATE TABLE pending_corrections (
+            conversation_id TEXT PRIMARY KEY,
+            interaction_id TEXT NOT NULL REFERENCES interactions (id) ON DELETE CASCADE,
+            rater_id TEXT NOT NULL,
+            requested_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX pending_corrections_rater ON pending_corrections (rater_id)")
+
+
 # Append only: never edit or reorder an entry once released; add m003_..., m004_... after it.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_prompt", _m002_prompt),
+    ("m003_pending_corrections", _m003_pending_corrections),
 ]
 
 
@@ -245,6 +261,54 @@ class FeedbackStore:
 
         self._write(insert)
 
+    # --- corrections asked for and not yet sent ------------------------------------------------------------
+
+    def await_correction(
+        self, conversation_id: str, interaction_id: str, rater_id: str, now: float | None = None
+    ) -> None:
+        """Remember that the conversation's next message corrects `interaction_id` (replacing an earlier request).
+        `now` is wall-clock seconds: the workers that read it back may run on other machines."""
+
+        def upsert(db: sqlite3.Connection) -> None:
+            self._require(db, interaction_id)
+            db.execute(
+                """INSERT INTO pending_corrections (conversation_id, interaction_id, rater_id, requested_at)
+                   VALUES (?, ?, ?, ?)
+                   ON CONFLICT (conversation_id) DO UPDATE SET interaction_id = excluded.interaction_id,
+                   rater_id = excluded.rater_id, requested_at = excluded.requested_at""",
+                (conversation_id, interaction_id, rater_id, time.time() if now is None else now),
+            )
+
+        self._write(upsert)
+
+    def take_correction(self, conversation_id: str, max_age: float, now: float | None = None) -> str | None:
+        """The interaction the conversation's next message corrects, if one was asked for within `max_age`
+        seconds; the request is used up either way, by exactly one caller even across processes."""
+
+        def take(db: sqlite3.Connection) -> Any:
+            # fetchall: a RETURNING statement must run to its end before the transaction can commit.
+            rows = db.execute(
+                "DELETE FROM pending_corrections WHERE conversation_id = ? RETURNING interaction_id, requested_at",
+                (conversation_id,),
+            ).fetchall()
+            return rows[0] if rows else None
+
+        row = self._write(take)
+        now = time.time() if now is None else now
+        if row is None or now - float(row["requested_at"]) > max_age:
+            return None
+        return str(row["interaction_id"])
+
+    def cancel_correction(self, conversation_id: str) -> bool:
+        """Forget a correction asked for in the conversation; returns whether there was one."""
+
+        def delete(db: sqlite3.Connection) -> bool:
+            query = "DELETE FROM pending_corrections WHERE conversation_id = ?"
+            return bool(db.execute(query, (conversation_id,)).rowcount)
+
+        cancelled: bool = self._write(delete)
+        return cancelled
+
     def get(self, interaction_id: str) -> Interaction:
         with self.lock:
             row = self.db.execute("SELECT * FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
@@ -295,6 +359,7 @@ class FeedbackStore:
             raise DomainbotError("forget_user needs a user id; an empty one would match anonymous interactions.")
 
         def delete(db: sqlite3.Connection) -> int:
+            db.execute("DELETE FROM pending_corrections WHERE rater_id = ?", (user_id,))
             return int(db.execute("DELETE FROM interactions WHERE user_id = ?", (user_id,)).rowcount)
 
         deleted: int = self._write(delete)

@@ -54,12 +54,6 @@ class LastAnswer:
 
 
 @dataclass(frozen=True)
-class PendingCorrection:
-    interaction_id: str
-    since: float
-
-
-@dataclass(frozen=True)
 class IngestOutcome:
     name: str
     outcome: str
@@ -90,10 +84,10 @@ class BotStats:
 
 @dataclass
 class _Conversations:
-    """What the front end remembers per conversation: the last answer (for /sources) and who is correcting."""
+    """What this worker remembers per conversation: the last answer (for /sources). Who is correcting is in the
+    feedback store, shared by every worker."""
 
     last: OrderedDict[str, LastAnswer] = field(default_factory=OrderedDict)
-    pending: dict[tuple[int, int], PendingCorrection] = field(default_factory=dict)
     of_user: dict[int, set[str]] = field(default_factory=dict)
 
     def remember(self, conversation: str, user_id: int, answer: LastAnswer) -> None:
@@ -162,11 +156,11 @@ class BotCore:
         self.conversations.remember(conversation, user_id, LastAnswer(answer.interaction_id, answer.citations))
         return answer
 
-    def reset(self, chat_id: int, user_id: int) -> None:
+    async def reset(self, chat_id: int, user_id: int) -> None:
         conversation = conversation_id(chat_id, user_id)
         self.pipeline.reset(conversation)
         self.conversations.last.pop(conversation, None)
-        self.conversations.pending.pop((chat_id, user_id), None)
+        await asyncio.to_thread(self.feedback.cancel_correction, conversation)
 
     async def last_sources(self, chat_id: int, user_id: int) -> list[SourcePassage] | None:
         """The passages the last answer cites, in full; None when this conversation has no answer yet."""
@@ -193,19 +187,18 @@ class BotCore:
         await asyncio.to_thread(self.feedback.rate, interaction_id, value, rater_id=str(user_id))
 
     async def start_correction(self, chat_id: int, user_id: int, interaction_id: str) -> None:
-        """Wait for this user's next message in this chat as the right answer. Raises UnknownInteraction."""
-        await asyncio.to_thread(self.feedback.get, interaction_id)
-        self.conversations.pending[(chat_id, user_id)] = PendingCorrection(interaction_id, self.clock())
+        """Wait for this user's next message in this chat as the right answer. Raises UnknownInteraction.
+        Kept in the feedback store, so any worker behind the webhook's load balancer takes that message."""
+        conversation = conversation_id(chat_id, user_id)
+        await asyncio.to_thread(self.feedback.await_correction, conversation, interaction_id, str(user_id))
 
-    def take_correction(self, chat_id: int, user_id: int) -> str | None:
+    async def take_correction(self, chat_id: int, user_id: int) -> str | None:
         """The interaction this user's message corrects, if they pressed "Correct" recently."""
-        pending = self.conversations.pending.pop((chat_id, user_id), None)
-        if pending is None or self.clock() - pending.since > CORRECTION_TIMEOUT:
-            return None
-        return pending.interaction_id
+        conversation = conversation_id(chat_id, user_id)
+        return await asyncio.to_thread(self.feedback.take_correction, conversation, CORRECTION_TIMEOUT)
 
-    def cancel_correction(self, chat_id: int, user_id: int) -> bool:
-        return self.conversations.pending.pop((chat_id, user_id), None) is not None
+    async def cancel_correction(self, chat_id: int, user_id: int) -> bool:
+        return await asyncio.to_thread(self.feedback.cancel_correction, conversation_id(chat_id, user_id))
 
     async def correct(self, interaction_id: str, text: str, user_id: int) -> None:
         """Store the right answer, with personal data masked like every logged question."""
@@ -221,8 +214,6 @@ class BotCore:
         for conversation in self.conversations.of_user.pop(user_id, set()):
             self.pipeline.reset(conversation)
             self.conversations.last.pop(conversation, None)
-        for key in [k for k in self.conversations.pending if k[1] == user_id]:
-            del self.conversations.pending[key]
         return int(erased)
 
     # --- documents ------------------------------------------------------------------------------------------
