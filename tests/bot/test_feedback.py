@@ -95,7 +95,7 @@ def test_migrations_run_once(tmp_path: Path) -> None:
     again = FeedbackStore(path)
     assert again.migrate() == []
     names = [row[0] for row in again.db.execute("SELECT name FROM migrations")]
-    assert names == ["m001_initial", "m002_prompt", "m003_pending_corrections"]
+    assert names == ["m001_initial", "m002_prompt", "m003_conversation_state"]
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -216,3 +216,22 @@ def test_a_pending_correction_is_cancelled_erased_and_checked(store: FeedbackSto
     store.await_correction("c3", other, "u3")
     store.forget_user("u2")  # the interaction goes, and the request with it
     assert store.take_correction("c3", max_age=60) is None
+
+
+def test_the_last_answer_of_a_conversation_is_shared_reset_and_erased(tmp_path: Path) -> None:
+    path = tmp_path / "feedback.sqlite3"
+    worker_a, worker_b = FeedbackStore(path), FeedbackStore(path)
+    first, second = worker_a.log(record(user="u1")), worker_a.log(record(user="u1"))
+    cited = [{"number": 1, "source": "guide.md", "location": "p. 2", "snippet": "LoRA adds", "passage_id": "x1"}]
+    assert worker_b.last_answer("c1") is None
+    worker_a.remember_answer("c1", first, "u1", [])
+    worker_a.remember_answer("c1", second, "u1", cited)
+    assert worker_b.last_answer("c1") == (second, cited)
+    worker_a.remember_answer("c2", "never-logged", "u2", cited)  # kept, without the link
+    assert worker_b.last_answer("c2") == (None, cited)
+    worker_a.await_correction("c1", second, "u1")
+    worker_b.reset_conversation("c1")
+    assert worker_a.last_answer("c1") is None and worker_a.take_correction("c1", max_age=60) is None
+    worker_a.remember_answer("c1", second, "u1", cited)
+    worker_b.forget_user("u1")
+    assert worker_a.last_answer("c1") is None and worker_a.last_answer("c2") == (None, cited)

@@ -1,5 +1,6 @@
 """Two bot workers in webhook mode over one data folder, as behind a load balancer: any worker may receive a
-user's next update, so what a conversation waits for must live in the shared feedback store."""
+user's next update, so what a conversation waits for (a correction, /sources) must live in the shared feedback
+store."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pydantic import SecretStr
 
 from bot.telegram import texts
 from guardrails import Guardrails
-from tests.bot.telegram.conftest import ALICE, RunningBot, fake_token, running_bot
+from tests.bot.telegram.conftest import ALICE, WARRANTY, RunningBot, fake_token, running_bot
 from tests.telegram_fake import FakeBotApi, fake_bot_api
 
 SUPPORTED = "Grinders carry a two-year warranty from purchase [1]."
@@ -97,3 +98,26 @@ def test_a_cancel_on_one_worker_stops_the_correction_on_the_other(
     route_to(fake, first_url)
     assert "two-year" in first.ask(alice, QUESTION)["text"]
     assert first.feedback.stats()["corrections"] == 0
+
+
+def test_sources_of_an_answer_from_one_worker_are_shown_by_another(
+    workers: tuple[FakeBotApi, list[tuple[RunningBot, str]]],
+) -> None:
+    fake, [(first, first_url), (second, second_url)] = workers
+    alice = fake.user(ALICE)
+    route_to(fake, second_url)
+    asked = fake.send_text(alice, "/sources")
+    assert second.reply_after(asked, "the reply to /sources")["text"] == texts.NO_ANSWER_YET
+    first.model.enqueue([SUPPORTED])
+    route_to(fake, first_url)
+    first.ask(alice, QUESTION)
+    route_to(fake, second_url)
+    asked = fake.send_text(alice, "/sources")
+    shown = second.reply_after(asked, "the passages")["text"]
+    assert "[1]" in shown and "warranty.md" in shown and WARRANTY in shown
+    # /reset on the first worker clears it for every worker.
+    route_to(fake, first_url)
+    first.reply_after(fake.send_text(alice, "/reset"), "the reset")
+    route_to(fake, second_url)
+    asked = fake.send_text(alice, "/sources")
+    assert second.reply_after(asked, "the reply after /reset")["text"] == texts.NO_ANSWER_YET
