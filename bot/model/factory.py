@@ -167,6 +167,7 @@ def _open_openai(settings: Settings, follow_registry: bool) -> OpenedBackend:
             "DOMAINBOT_OPENAI_ADAPTER_AS_MODEL=true, or unset DOMAINBOT_ADAPTER."
         )
     counter = _token_counter(settings)
+    counter.warm()
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
 
     def build(adapter: str | None) -> OpenAIBackend:

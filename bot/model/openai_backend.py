@@ -24,7 +24,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -80,13 +80,20 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
+Count = Callable[[Sequence[Message], PromptFormat], int]
+
+
 class TokenCounter:
-    """Counts prompt tokens with a local tokenizer, loaded on first use; without one, estimates."""
+    """Counts prompt tokens with a local tokenizer, loaded on first use (or by `warm`); without one, estimates.
+
+    A model folder's tokenizer.json and chat template load in well under a second through `ChatFormat`, with no
+    transformers import; a GGUF file's tokenizer takes transformers and several seconds.
+    """
 
     def __init__(self, folder: Path | None = None, gguf_file: str | None = None) -> None:
         self.folder = folder
         self.gguf_file = gguf_file
-        self._tokenizer: Any = None
+        self._count: Count | None = None
         self._lock = threading.Lock()
         self._failed = folder is None
 
@@ -95,34 +102,59 @@ class TokenCounter:
         return not self._failed
 
     def count(self, messages: Sequence[Message], prompt_format: PromptFormat) -> int:
-        tokenizer = self._load()
-        if tokenizer is None:
-            return estimate_tokens(messages)
-        if prompt_format != "chat":
-            return len(tokenizer(text_formats.render(messages, prompt_format), add_special_tokens=True)["input_ids"])
-        if tokenizer.chat_template is None:
-            return estimate_tokens(messages)
-        conversation = [{"role": m["role"], "content": m["content"]} for m in messages]
-        encoded = tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, tokenize=True, return_dict=True
-        )
-        return len(encoded["input_ids"])
+        count = self._load()
+        return estimate_tokens(messages) if count is None else count(messages, prompt_format)
 
-    def _load(self) -> Any:
-        if self._failed or self._tokenizer is not None:
-            return self._tokenizer
+    def warm(self) -> None:
+        """Load the tokenizer in a background thread, so the first answer does not wait for it."""
+        if not self._failed:
+            threading.Thread(target=self._load, name="tokenizer-load", daemon=True).start()
+
+    def _load(self) -> Count | None:
+        if self._failed or self._count is not None:
+            return self._count
         with self._lock:
-            if self._tokenizer is None and not self._failed:
+            if self._count is None and not self._failed:
                 try:
-                    from transformers import AutoTokenizer
-
-                    options = {"gguf_file": self.gguf_file} if self.gguf_file else {}
-                    self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder), **options)
+                    self._count = self._open()
                 # A tokenizer that will not load costs exact counts, not the answer: estimate instead.
                 except Exception as exc:
                     log.warning("No tokenizer from %s (%s); estimating prompt lengths instead.", self.folder, exc)
                     self._failed = True
-        return self._tokenizer
+        return self._count
+
+    def _open(self) -> Count:
+        assert self.folder is not None
+        if self.gguf_file is None:
+            from bot.model.chat_format import ChatFormat
+
+            chat_format = ChatFormat(self.folder)
+
+            def count_with_format(messages: Sequence[Message], prompt_format: PromptFormat) -> int:
+                if prompt_format != "chat":
+                    return len(
+                        chat_format.encode(text_formats.render(messages, prompt_format), add_special_tokens=True)
+                    )
+                return len(chat_format.encode_chat(messages)) if chat_format.has_template else estimate_tokens(messages)
+
+            return count_with_format
+        from transformers import AutoTokenizer
+
+        tokenizer: Any = AutoTokenizer.from_pretrained(str(self.folder), gguf_file=self.gguf_file)
+
+        def count_with_transformers(messages: Sequence[Message], prompt_format: PromptFormat) -> int:
+            if prompt_format != "chat":
+                text = text_formats.render(messages, prompt_format)
+                return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+            if tokenizer.chat_template is None:
+                return estimate_tokens(messages)
+            conversation = [{"role": m["role"], "content": m["content"]} for m in messages]
+            encoded = tokenizer.apply_chat_template(
+                conversation, add_generation_prompt=True, tokenize=True, return_dict=True
+            )
+            return len(encoded["input_ids"])
+
+        return count_with_transformers
 
 
 def estimate_tokens(messages: Sequence[Message]) -> int:
