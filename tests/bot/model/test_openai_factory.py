@@ -155,3 +155,38 @@ def test_a_server_down_at_start_is_replaced_by_the_local_model(
     assert serving(opened.backend).name in ("native", "transformers") and name == Path(str(settings.model)).name
     assert result.new_tokens > 0 and isinstance(text, str)
     assert "cannot be reached" in caplog.text
+
+
+def test_the_registry_s_active_adapter_is_followed_by_name(
+    fake: FakeOpenAI, tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from datetime import UTC, datetime
+
+    from bot.model.swap import SwappableBackend
+    from tests.helpers import make_adapter
+    from training.registry import AdapterCard, AdapterRegistry
+
+    settings = openai_settings(fake.url, openai_adapter_as_model=True, adapter_poll_seconds=0.0)
+    registry = AdapterRegistry.in_data_dir(settings.data_dir)
+    files = tmp_path / "adapter"
+    make_adapter(tiny_model_dir, files, target_modules=["q_proj"])
+    for name in ("support-v1", "support-v2", "support-v3"):
+        registry.add(
+            files, AdapterCard(name=name, kind="sft", base_model="any", created_at=datetime.now(UTC).isoformat())
+        )
+    fake.models = [{"id": "base"}, {"id": "support-v1"}, {"id": "support-v2"}]  # v3 is not loaded on the server
+    registry.activate("support-v1")
+    opened = open_backend(settings, follow_registry=True)
+    assert isinstance(opened.backend, SwappableBackend)
+    fake.enqueue("One.", "Two.", "Three.")
+    assert answer(opened.backend)[:2] == ("support-v1", "One.")
+    registry.activate("support-v2")
+    assert opened.backend.refresh()
+    assert answer(opened.backend)[:2] == ("support-v2", "Two.")
+    registry.activate("support-v3")
+    with caplog.at_level(logging.WARNING, logger="bot.model.swap"):
+        assert not opened.backend.refresh()
+    assert "does not serve the adapter 'support-v3'" in caplog.text
+    assert answer(opened.backend)[:2] == ("support-v2", "Three.")
+    assert [(r.body or {})["model"] for r in fake.completions] == ["support-v1", "support-v2", "support-v2"]
+    opened.backend.close()
