@@ -396,10 +396,17 @@ class OpenAIBackend:
                 else "Set DOMAINBOT_OPENAI_API_KEY to the server's key."
             )
             raise self._error(f"refused the request on {path} (HTTP {code}: {message})", hint)
-        if code == 404:
+        if code == 404 and path == "/models":
+            # A server without a model list still answers when told the model's name.
             raise self._error(
-                f"has no {path} (HTTP 404: {message})",
-                "Expected an OpenAI-compatible API; DOMAINBOT_OPENAI_URL usually ends in /v1.",
+                f"has no /models (HTTP 404: {message})",
+                "Expected an OpenAI-compatible API; DOMAINBOT_OPENAI_URL usually ends in /v1. If the server lists "
+                "no models, set DOMAINBOT_OPENAI_MODEL.",
+            )
+        if code == 404:  # vLLM: a model it does not serve; elsewhere: a URL that is not the API
+            raise self._error(
+                f"answered {path} with HTTP 404: {message}",
+                "Check DOMAINBOT_OPENAI_MODEL, and DOMAINBOT_OPENAI_URL (usually ends in /v1).",
             )
         raise self._error(f"answered {path} with HTTP {code}: {message}")
 
@@ -434,7 +441,7 @@ class OpenAIBackend:
         return self._error(f"failed on {path}: {type(exc).__name__}: {self._snippet(str(exc))}")
 
     def _error(self, what: str, hint: str = "") -> OpenAIServerError:
-        text = f"The OpenAI-compatible server at {self.where} {what}."
+        text = f"The OpenAI-compatible server at {self.where} {what.rstrip('.')}."
         return OpenAIServerError(f"{text} {hint}".strip())
 
     def _snippet(self, text: str) -> str:

@@ -131,6 +131,10 @@ def test_credentials_in_the_url_never_reach_a_message() -> None:
     ("reply", "expected"),
     [
         (Reply([], fault="status", status=500, message="CUDA out of memory"), "with HTTP 500: CUDA out of memory"),
+        (
+            Reply([], fault="status", status=404, message="The model `served-model` does not exist."),
+            "HTTP 404: The model `served-model` does not exist. Check DOMAINBOT_OPENAI_MODEL",
+        ),
         (Reply([], fault="html"), "with HTTP 502: an HTML page"),
         (Reply([], fault="garbage"), "malformed stream on chat/completions: expected JSON after 'data:', got 'this"),
         (Reply([], fault="wrong_shape"), 'without choices: expected {"choices"'),
@@ -138,7 +142,7 @@ def test_credentials_in_the_url_never_reach_a_message() -> None:
         (Reply([], fault="no_finish"), "ended its stream on chat/completions without a finish_reason"),
         (Reply(["a"], fault="cut", after=0), "closed the connection on chat/completions mid-reply"),
     ],
-    ids=["http-500", "html-502", "not-json", "wrong-shape", "timeout", "no-finish", "cut-at-start"],
+    ids=["http-500", "unknown-model", "html-502", "not-json", "wrong-shape", "timeout", "no-finish", "cut-at-start"],
 )
 def test_a_bad_reply_before_any_text_is_one_clear_error(fake: FakeOpenAI, reply: Reply, expected: str) -> None:
     fake.enqueue(reply)
