@@ -365,11 +365,12 @@ class OpenAIBackend:
         """(text piece, finish_reason or None, usage or None) of one chunk."""
         usage = event.get("usage") if isinstance(event.get("usage"), dict) else None
         choices = event.get("choices")
-        if not isinstance(choices, list) or (not choices and usage is None):
+        if not isinstance(choices, list):
             raise self._error(
                 f"sent a chunk on {path} without choices: expected "
                 f'{{"choices": [{{"delta": {{"content": ...}}}}]}}, got {self._snippet(json.dumps(event))!r}'
             )
+        # An empty list is no error: Azure opens with a content-filter chunk, vLLM ends with the usage chunk.
         if not choices:
             return "", None, usage
         choice = choices[0] if isinstance(choices[0], dict) else {}
