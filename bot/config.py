@@ -20,7 +20,14 @@ from bot.errors import DomainbotError
 
 ENV_PREFIX = "DOMAINBOT_"
 EMBEDDED_MODEL = "embedded"
-SECRET_FIELDS = ("telegram_bot_token", "telegram_webhook_secret", "wolfram_app_id", "hf_token")
+SECRET_FIELDS = (
+    "telegram_bot_token",
+    "telegram_webhook_secret",
+    "wolfram_app_id",
+    "hf_token",
+    "openai_api_key",
+    "chroma_token",
+)
 TELEGRAM_API_URL = "https://api.telegram.org"
 # Lists of Telegram ids: "123, -100456" in the environment, a YAML list in the config file.
 IdList = Annotated[list[int], NoDecode]
@@ -73,12 +80,49 @@ class Settings(BaseSettings):
         description="Weight dtype; 'auto' is bfloat16 on CUDA and on CPUs with native bf16, float16 on MPS, "
         "else float32.",
     )
-    backend: Literal["auto", "native", "transformers", "llamacpp"] = Field(
+    backend: Literal["auto", "native", "transformers", "llamacpp", "openai"] = Field(
         "auto",
         description="Generation backend; 'auto' is 'llamacpp' on the CPU when llama-cpp-python is installed and the "
         "model has a GGUF file (the embedded model does), else 'native' (plain-torch Llama, fast start) for Llama "
-        "models on the CPU and 'transformers' otherwise.",
+        "models on the CPU and 'transformers' otherwise; 'openai' sends generation to DOMAINBOT_OPENAI_URL.",
     )
+    # --- openai backend -------------------------------------------------------------------------------------
+    openai_url: str | None = Field(
+        None,
+        description="Base URL of an OpenAI-compatible server (vLLM, llama.cpp's server, TGI) that the 'openai' "
+        "backend sends generation to, e.g. http://gpu-box:8000/v1.",
+    )
+    openai_model: str | None = Field(
+        None, description="Model name sent to that server (default: the first model it lists at /models)."
+    )
+    openai_context: int | None = Field(
+        None,
+        ge=256,
+        description="Context window of the served model in tokens (default: what the server reports, else 2048).",
+    )
+    openai_timeout: float = Field(
+        60.0, gt=0.0, le=3600.0, description="Seconds to wait for the server's next piece of an answer."
+    )
+    openai_connect_timeout: float = Field(
+        5.0, gt=0.0, le=120.0, description="Seconds to wait for a connection to the server."
+    )
+    openai_fallback: Literal["none", "local"] = Field(
+        "none",
+        description="What to do when the server is down or fails before an answer starts: raise an error "
+        "('none'), or answer with the local backend ('local') and retry the server after a cool-down.",
+    )
+    openai_retry_seconds: float = Field(
+        30.0, ge=0.0, le=3600.0, description="Cool-down before a failed server is tried again (with a fallback)."
+    )
+    openai_adapter_as_model: bool = Field(
+        False,
+        description="Send the adapter's name (DOMAINBOT_ADAPTER, or the registry's active adapter) as the model, "
+        "for servers that serve LoRA adapters under their own names (vLLM --lora-modules).",
+    )
+    openai_api_key: SecretStr | None = Field(
+        None, description="API key of that server, sent as a Bearer token (environment only)."
+    )
+    # --- end of openai backend ------------------------------------------------------------------------------
     prompt_format: Literal["chat", "alpaca", "koalpaca"] = Field(
         "chat",
         description="How prompts are written for the model: its own chat template, or Alpaca / KoAlpaca text "
@@ -158,6 +202,14 @@ class Settings(BaseSettings):
     )
     max_document_mb: float = Field(
         20.0, gt=0, description="Largest document file, in MB, that the knowledge base accepts."
+    )
+    chroma_url: str | None = Field(
+        None,
+        description="A Chroma server (http://host:8000) to keep the vectors in, instead of the Chroma folder in the "
+        "data folder; the catalog and lexical index stay in the data folder.",
+    )
+    chroma_token: SecretStr | None = Field(
+        None, description="Token for that Chroma server, sent as a Bearer token (environment only)."
     )
     # --- end of knowledge base ------------------------------------------------------------------------------
 

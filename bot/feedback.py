@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -112,10 +113,35 @@ def _m002_prompt(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE interactions ADD COLUMN prompt TEXT NOT NULL DEFAULT '[]'")
 
 
+def _m003_conversation_state(db: sqlite3.Connection) -> None:
+    # What a front end keeps per conversation between two messages: here rather than in one bot process's
+    # memory, so whichever worker behind a load balancer receives the next message can act on it.
+    db.execute(
+        """CREATE TABLE pending_corrections (
+            conversation_id TEXT PRIMARY KEY,
+            interaction_id TEXT NOT NULL REFERENCES interactions (id) ON DELETE CASCADE,
+            rater_id TEXT NOT NULL,
+            requested_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX pending_corrections_rater ON pending_corrections (rater_id)")
+    db.execute(
+        """CREATE TABLE last_answers (
+            conversation_id TEXT PRIMARY KEY,
+            interaction_id TEXT REFERENCES interactions (id) ON DELETE SET NULL,
+            user_id TEXT NOT NULL,
+            citations TEXT NOT NULL,
+            answered_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX last_answers_user ON last_answers (user_id)")
+
+
 # Append only: never edit or reorder an entry once released; add m003_..., m004_... after it.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_prompt", _m002_prompt),
+    ("m003_conversation_state", _m003_conversation_state),
 ]
 
 
@@ -245,6 +271,93 @@ class FeedbackStore:
 
         self._write(insert)
 
+    # --- conversation state shared by front-end workers ----------------------------------------------------
+
+    def remember_answer(
+        self, conversation_id: str, interaction_id: str | None, user_id: str, citations: list[dict[str, Any]]
+    ) -> None:
+        """Keep the conversation's last answer and the passages it cites (for /sources), replacing the one before."""
+
+        def upsert(db: sqlite3.Connection) -> None:
+            # An interaction erased meanwhile (or never logged) leaves the citations without their link.
+            known = interaction_id is not None and db.execute(
+                "SELECT 1 FROM interactions WHERE id = ?", (interaction_id,)
+            ).fetchone()
+            db.execute(
+                """INSERT INTO last_answers (conversation_id, interaction_id, user_id, citations, answered_at)
+                   VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (conversation_id) DO UPDATE SET interaction_id = excluded.interaction_id,
+                   user_id = excluded.user_id, citations = excluded.citations, answered_at = excluded.answered_at""",
+                (conversation_id, interaction_id if known else None, user_id, json.dumps(citations), _now()),
+            )
+
+        self._write(upsert)
+
+    def last_answer(self, conversation_id: str) -> tuple[str | None, list[dict[str, Any]]] | None:
+        """(interaction id, citations) of the conversation's last answer; None when it has none."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT interaction_id, citations FROM last_answers WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()
+        return None if row is None else (row["interaction_id"], json.loads(row["citations"]))
+
+    def reset_conversation(self, conversation_id: str) -> None:
+        """Forget the conversation's last answer and any correction it waits for (the interactions stay)."""
+
+        def delete(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM last_answers WHERE conversation_id = ?", (conversation_id,))
+            db.execute("DELETE FROM pending_corrections WHERE conversation_id = ?", (conversation_id,))
+
+        self._write(delete)
+
+    # --- corrections asked for and not yet sent ------------------------------------------------------------
+
+    def await_correction(
+        self, conversation_id: str, interaction_id: str, rater_id: str, now: float | None = None
+    ) -> None:
+        """Remember that the conversation's next message corrects `interaction_id` (replacing an earlier request).
+        `now` is wall-clock seconds: the workers that read it back may run on other machines."""
+
+        def upsert(db: sqlite3.Connection) -> None:
+            self._require(db, interaction_id)
+            db.execute(
+                """INSERT INTO pending_corrections (conversation_id, interaction_id, rater_id, requested_at)
+                   VALUES (?, ?, ?, ?)
+                   ON CONFLICT (conversation_id) DO UPDATE SET interaction_id = excluded.interaction_id,
+                   rater_id = excluded.rater_id, requested_at = excluded.requested_at""",
+                (conversation_id, interaction_id, rater_id, time.time() if now is None else now),
+            )
+
+        self._write(upsert)
+
+    def take_correction(self, conversation_id: str, max_age: float, now: float | None = None) -> str | None:
+        """The interaction the conversation's next message corrects, if one was asked for within `max_age`
+        seconds; the request is used up either way, by exactly one caller even across processes."""
+
+        def take(db: sqlite3.Connection) -> Any:
+            # fetchall: a RETURNING statement must run to its end before the transaction can commit.
+            rows = db.execute(
+                "DELETE FROM pending_corrections WHERE conversation_id = ? RETURNING interaction_id, requested_at",
+                (conversation_id,),
+            ).fetchall()
+            return rows[0] if rows else None
+
+        row = self._write(take)
+        now = time.time() if now is None else now
+        if row is None or now - float(row["requested_at"]) > max_age:
+            return None
+        return str(row["interaction_id"])
+
+    def cancel_correction(self, conversation_id: str) -> bool:
+        """Forget a correction asked for in the conversation; returns whether there was one."""
+
+        def delete(db: sqlite3.Connection) -> bool:
+            query = "DELETE FROM pending_corrections WHERE conversation_id = ?"
+            return bool(db.execute(query, (conversation_id,)).rowcount)
+
+        cancelled: bool = self._write(delete)
+        return cancelled
+
     def get(self, interaction_id: str) -> Interaction:
         with self.lock:
             row = self.db.execute("SELECT * FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
@@ -295,6 +408,8 @@ class FeedbackStore:
             raise DomainbotError("forget_user needs a user id; an empty one would match anonymous interactions.")
 
         def delete(db: sqlite3.Connection) -> int:
+            db.execute("DELETE FROM pending_corrections WHERE rater_id = ?", (user_id,))
+            db.execute("DELETE FROM last_answers WHERE user_id = ?", (user_id,))
             return int(db.execute("DELETE FROM interactions WHERE user_id = ?", (user_id,)).rowcount)
 
         deleted: int = self._write(delete)

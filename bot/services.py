@@ -27,6 +27,8 @@ def knowledge_config(settings: Settings) -> KnowledgeConfig:
             hybrid_weight=settings.hybrid_weight,
             fusion=settings.hybrid_fusion,
             max_document_mb=settings.max_document_mb,
+            chroma_url=settings.chroma_url,
+            chroma_token=settings.chroma_token.get_secret_value() if settings.chroma_token else None,
         )
     except ValueError as exc:
         raise DomainbotError(f"Invalid knowledge base settings: {exc}") from None

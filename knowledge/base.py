@@ -67,7 +67,7 @@ class KnowledgeBase:
         config.store_dir.mkdir(parents=True, exist_ok=True)
         self.db = catalog.open_catalog(config.store_dir / "catalog.sqlite")
         self.lexical = LexicalIndex(self.db)
-        self.vectors = VectorStore(config.store_dir / "chroma")
+        self.vectors = VectorStore(config.store_dir / "chroma", config.chroma_url, config.chroma_token)
         self._embedder = embedder
         self._lock = FileLock(str(config.store_dir / "write.lock"))
 
@@ -289,6 +289,7 @@ class KnowledgeBase:
             "injection_flagged_chunks": int(flagged),
             "embedder": catalog.get_meta(self.db, "embedder") or "(none yet)",
             "store": str(self.config.store_dir),
+            "vectors_at": self.vectors.where,
             "bytes_on_disk": size,
         }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +39,13 @@ class KnowledgeConfig:
     embed_batch_chunks: int = 512
     """Chunks embedded and written together; a crash loses at most one such batch of work."""
 
+    chroma_url: str | None = None
+    """A Chroma server (http://host:8000) that holds the vectors instead of the Chroma folder in `store_dir`.
+    The catalog and the lexical index stay in `store_dir` either way."""
+
+    chroma_token: str | None = field(default=None, repr=False)
+    """Bearer token for that server."""
+
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
             raise ValueError(f"`chunk_tokens` must be at least 16, got {self.chunk_tokens}.")
@@ -57,6 +64,10 @@ class KnowledgeConfig:
             raise ValueError(f"`max_document_mb` must be positive, got {self.max_document_mb}.")
         if self.embed_batch_chunks < 1:
             raise ValueError(f"`embed_batch_chunks` must be at least 1, got {self.embed_batch_chunks}.")
+        if self.chroma_url is not None:
+            from knowledge.store import parse_chroma_url
+
+            parse_chroma_url(self.chroma_url)
 
     @property
     def store_dir(self) -> Path:

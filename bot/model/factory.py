@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.config import Settings
+from bot.config import EMBEDDED_MODEL, Settings
 from bot.errors import DomainbotError
 from bot.model.backend import Backend
 from bot.model.loader import ResolvedModel, configured_model_name, first_line, load_resolved, pinned_adapter
@@ -20,6 +20,7 @@ from bot.model.loader import ResolvedModel, configured_model_name, first_line, l
 if TYPE_CHECKING:
     import torch
 
+    from bot.model.openai_backend import TokenCounter
     from training.registry import AdapterRegistry
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,10 @@ def open_backend(settings: Settings, follow_registry: bool = False) -> OpenedBac
     is activated; without it (evaluations, benchmarks), the base model.
     """
     started = time.perf_counter()
+    if settings.backend == "openai":
+        opened = _open_openai(settings, follow_registry)
+        opened.timings["load"] = time.perf_counter() - started
+        return opened
     llamacpp = _open_llamacpp(settings, follow_registry)
     if llamacpp is not None:
         llamacpp.timings["load"] = time.perf_counter() - started
@@ -152,6 +157,106 @@ def _open_following_registry(
 def _registry_adapter(registry: AdapterRegistry, name: str, model_name: str) -> Path:
     registry.check_fits(name, model_name)
     return registry.path(name)
+
+
+def _open_openai(settings: Settings, follow_registry: bool) -> OpenedBackend:
+    """Generation on the server at DOMAINBOT_OPENAI_URL; with DOMAINBOT_OPENAI_FALLBACK=local, the local backend
+    answers while that server is down.
+
+    The server serves its own models, so an adapter reaches it only as a model name: with
+    DOMAINBOT_OPENAI_ADAPTER_AS_MODEL, the pinned adapter's name, or (front ends) the registry's active
+    adapter's, is sent as `model`, and an activation switches the name without a restart.
+    """
+    from bot.model.fallback import FallbackBackend
+    from bot.model.openai_backend import OpenAIBackend, OpenAIServerError, display_url
+
+    url = settings.openai_url
+    if not url:
+        raise DomainbotError(
+            "DOMAINBOT_BACKEND=openai needs DOMAINBOT_OPENAI_URL: the base URL of an OpenAI-compatible server "
+            "(vLLM, llama.cpp's server, TGI), e.g. http://gpu-box:8000/v1."
+        )
+    if settings.adapter is not None and not settings.openai_adapter_as_model:
+        raise DomainbotError(
+            f"DOMAINBOT_ADAPTER is {settings.adapter}, but the openai backend cannot merge an adapter into a model "
+            "on another server. Serve it there under its name (vLLM: --lora-modules NAME=PATH) and set "
+            "DOMAINBOT_OPENAI_ADAPTER_AS_MODEL=true, or unset DOMAINBOT_ADAPTER."
+        )
+    counter = _token_counter(settings)
+    counter.warm()
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+
+    def build(adapter: str | None) -> OpenAIBackend:
+        return OpenAIBackend(
+            url,
+            adapter if adapter is not None else settings.openai_model,
+            api_key=key,
+            context=settings.openai_context,
+            timeout=settings.openai_timeout,
+            connect_timeout=settings.openai_connect_timeout,
+            prompt_format=settings.prompt_format,
+            counter=counter,
+            adapter=adapter,
+        )
+
+    def connected(adapter: str | None) -> OpenAIBackend:
+        backend = build(adapter)
+        backend.connect()
+        return backend
+
+    registry = None
+    if settings.adapter is not None:
+        first = build(settings.adapter.name)
+    elif follow_registry and settings.openai_adapter_as_model:
+        from training.registry import AdapterRegistry
+
+        registry = AdapterRegistry.in_data_dir(settings.data_dir)
+        token = registry.state_token()
+        first = build(registry.active())
+    else:
+        first = build(None)
+    try:
+        first.connect()
+        failure: OpenAIServerError | None = None
+    except OpenAIServerError as exc:
+        if settings.openai_fallback == "none":
+            raise
+        failure = exc
+    backend: Backend = first
+    if registry is not None:
+        from bot.model.swap import SwappableBackend
+
+        backend = SwappableBackend(first, registry, connected, token, settings.adapter_poll_seconds)
+    if settings.openai_fallback == "local":
+        local = settings.model_copy(update={"backend": "auto"})
+        wrapper = FallbackBackend(
+            backend, first.ping, lambda: open_backend(local, follow_registry).backend, settings.openai_retry_seconds
+        )
+        if failure is not None:
+            wrapper.went_down(failure)
+            wrapper.fallback()
+        backend = wrapper
+    return OpenedBackend(backend, display_url(url), "server", "remote", "server")
+
+
+def _token_counter(settings: Settings) -> TokenCounter:
+    """Counts with DOMAINBOT_MODEL's tokenizer, loaded alone on first use and never converting the embedded
+    model: its converted cache when there is one, else the tokenizer inside its GGUF file."""
+    from bot.model import embedded
+    from bot.model.loader import resolve_model_folder
+    from bot.model.openai_backend import TokenCounter
+
+    try:
+        if settings.model != EMBEDDED_MODEL:
+            return TokenCounter(resolve_model_folder(settings.model))
+        source = embedded.find_embedded_gguf()
+        cache = settings.models_dir / embedded.NAME
+        if embedded.cache_problem(cache, source) is None:
+            return TokenCounter(cache)
+        return TokenCounter(source.gguf.parent, source.gguf.name)
+    except DomainbotError as exc:
+        log.info("Estimating prompt lengths for the openai backend: %s", exc)
+        return TokenCounter()
 
 
 def _dtype_name(dtype: object) -> str:

@@ -16,7 +16,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from bot.errors import DomainbotError
 from bot.model.backend import Backend, GenerationParams, GenerationResult, Message
@@ -149,8 +149,10 @@ class SwappableBackend:
 
 
 def serving(backend: Backend) -> Backend:
-    """The backend to use for one whole answer: a swappable backend's current one, any other backend itself."""
-    return backend.current() if isinstance(backend, SwappableBackend) else backend
+    """The backend to use for one whole answer: a wrapper's current one (a swappable backend's, a fallback's),
+    any other backend itself."""
+    current = getattr(backend, "current", None)
+    return cast("Backend", current()) if callable(current) else backend
 
 
 def _poll(ref: weakref.ref[SwappableBackend], interval: float, stop: threading.Event) -> None:

@@ -12,8 +12,8 @@ import contextlib
 import logging
 import os
 import re
+import sqlite3
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "telegram"
 # A "Correct" press waits this long for the right answer; later messages are questions again.
 CORRECTION_TIMEOUT = 15 * 60
-MAX_REMEMBERED = 1000
 MAX_NAME_CHARS = 100
 
 
@@ -45,18 +44,6 @@ class UserError(Exception):
 def conversation_id(chat_id: int, user_id: int) -> str:
     """One conversation per person per chat: in a group, each member keeps their own thread."""
     return f"{CHANNEL}:{chat_id}:{user_id}"
-
-
-@dataclass(frozen=True)
-class LastAnswer:
-    interaction_id: str | None
-    citations: list[Citation]
-
-
-@dataclass(frozen=True)
-class PendingCorrection:
-    interaction_id: str
-    since: float
 
 
 @dataclass(frozen=True)
@@ -90,18 +77,10 @@ class BotStats:
 
 @dataclass
 class _Conversations:
-    """What the front end remembers per conversation: the last answer (for /sources) and who is correcting."""
+    """The conversations this worker answered, per user, whose memory /forget_me resets. The last answer (for
+    /sources) and a correction waited for live in the feedback store, shared by every worker."""
 
-    last: OrderedDict[str, LastAnswer] = field(default_factory=OrderedDict)
-    pending: dict[tuple[int, int], PendingCorrection] = field(default_factory=dict)
     of_user: dict[int, set[str]] = field(default_factory=dict)
-
-    def remember(self, conversation: str, user_id: int, answer: LastAnswer) -> None:
-        self.last[conversation] = answer
-        self.last.move_to_end(conversation)
-        while len(self.last) > MAX_REMEMBERED:
-            self.last.popitem(last=False)
-        self.of_user.setdefault(user_id, set()).add(conversation)
 
 
 class BotCore:
@@ -159,21 +138,28 @@ class BotCore:
     async def ask(self, chat_id: int, user_id: int, question: str, on_piece: OnPiece | None = None) -> Answer:
         conversation = conversation_id(chat_id, user_id)
         answer = await self.engine.run(self.pipeline.answer, question, conversation, str(user_id), CHANNEL, on_piece)
-        self.conversations.remember(conversation, user_id, LastAnswer(answer.interaction_id, answer.citations))
+        self.conversations.of_user.setdefault(user_id, set()).add(conversation)
+        citations = [c.model_dump() for c in answer.citations]
+        try:
+            await asyncio.to_thread(
+                self.feedback.remember_answer, conversation, answer.interaction_id, str(user_id), citations
+            )
+        except sqlite3.Error as exc:
+            log.warning("Could not keep the answer for /sources (the answer still goes out): %s", exc)
         return answer
 
-    def reset(self, chat_id: int, user_id: int) -> None:
+    async def reset(self, chat_id: int, user_id: int) -> None:
         conversation = conversation_id(chat_id, user_id)
         self.pipeline.reset(conversation)
-        self.conversations.last.pop(conversation, None)
-        self.conversations.pending.pop((chat_id, user_id), None)
+        await asyncio.to_thread(self.feedback.reset_conversation, conversation)
 
     async def last_sources(self, chat_id: int, user_id: int) -> list[SourcePassage] | None:
         """The passages the last answer cites, in full; None when this conversation has no answer yet."""
-        last = self.conversations.last.get(conversation_id(chat_id, user_id))
+        last = await asyncio.to_thread(self.feedback.last_answer, conversation_id(chat_id, user_id))
         if last is None:
             return None
-        ids = [c.passage_id for c in last.citations if c.passage_id]
+        citations = [Citation(**c) for c in last[1]]
+        ids = [c.passage_id for c in citations if c.passage_id]
         stored = await self.engine.run(self.knowledge.passages, ids) if ids else {}
         # A passage removed from the knowledge base since still shows what the answer saw of it.
         return [
@@ -183,7 +169,7 @@ class BotCore:
                 c.location,
                 stored[c.passage_id].text if c.passage_id in stored else c.snippet,
             )
-            for c in last.citations
+            for c in citations
         ]
 
     # --- ratings and corrections ----------------------------------------------------------------------------
@@ -193,19 +179,18 @@ class BotCore:
         await asyncio.to_thread(self.feedback.rate, interaction_id, value, rater_id=str(user_id))
 
     async def start_correction(self, chat_id: int, user_id: int, interaction_id: str) -> None:
-        """Wait for this user's next message in this chat as the right answer. Raises UnknownInteraction."""
-        await asyncio.to_thread(self.feedback.get, interaction_id)
-        self.conversations.pending[(chat_id, user_id)] = PendingCorrection(interaction_id, self.clock())
+        """Wait for this user's next message in this chat as the right answer. Raises UnknownInteraction.
+        Kept in the feedback store, so any worker behind the webhook's load balancer takes that message."""
+        conversation = conversation_id(chat_id, user_id)
+        await asyncio.to_thread(self.feedback.await_correction, conversation, interaction_id, str(user_id))
 
-    def take_correction(self, chat_id: int, user_id: int) -> str | None:
+    async def take_correction(self, chat_id: int, user_id: int) -> str | None:
         """The interaction this user's message corrects, if they pressed "Correct" recently."""
-        pending = self.conversations.pending.pop((chat_id, user_id), None)
-        if pending is None or self.clock() - pending.since > CORRECTION_TIMEOUT:
-            return None
-        return pending.interaction_id
+        conversation = conversation_id(chat_id, user_id)
+        return await asyncio.to_thread(self.feedback.take_correction, conversation, CORRECTION_TIMEOUT)
 
-    def cancel_correction(self, chat_id: int, user_id: int) -> bool:
-        return self.conversations.pending.pop((chat_id, user_id), None) is not None
+    async def cancel_correction(self, chat_id: int, user_id: int) -> bool:
+        return await asyncio.to_thread(self.feedback.cancel_correction, conversation_id(chat_id, user_id))
 
     async def correct(self, interaction_id: str, text: str, user_id: int) -> None:
         """Store the right answer, with personal data masked like every logged question."""
@@ -220,9 +205,6 @@ class BotCore:
         erased = await asyncio.to_thread(self.feedback.forget_user, str(user_id))
         for conversation in self.conversations.of_user.pop(user_id, set()):
             self.pipeline.reset(conversation)
-            self.conversations.last.pop(conversation, None)
-        for key in [k for k in self.conversations.pending if k[1] == user_id]:
-            del self.conversations.pending[key]
         return int(erased)
 
     # --- documents ------------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ async def start(update: Update, context: Context) -> None:
 async def reset(update: Update, context: Context) -> None:
     """Forget the conversation so far."""
     message, user = _sender(update)
-    core_of(context).reset(message.chat.id, user.id)
+    await core_of(context).reset(message.chat.id, user.id)
     await _reply(context, message, texts.RESET_DONE)
 
 
@@ -106,7 +106,7 @@ async def sources(update: Update, context: Context) -> None:
 async def cancel(update: Update, context: Context) -> None:
     """Stop waiting for a correction."""
     message, user = _sender(update)
-    cancelled = core_of(context).cancel_correction(message.chat.id, user.id)
+    cancelled = await core_of(context).cancel_correction(message.chat.id, user.id)
     await _reply(context, message, texts.CANCELLED if cancelled else texts.NOTHING_TO_CANCEL)
 
 
@@ -115,7 +115,7 @@ async def question(update: Update, context: Context) -> None:
     message, user = _sender(update)
     core = core_of(context)
     chat_id = message.chat.id
-    corrected = core.take_correction(chat_id, user.id)
+    corrected = await core.take_correction(chat_id, user.id)
     if corrected is not None:
         try:
             await core.correct(corrected, message.text or "", user.id)

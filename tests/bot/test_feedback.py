@@ -95,7 +95,7 @@ def test_migrations_run_once(tmp_path: Path) -> None:
     again = FeedbackStore(path)
     assert again.migrate() == []
     names = [row[0] for row in again.db.execute("SELECT name FROM migrations")]
-    assert names == ["m001_initial", "m002_prompt"]
+    assert names == ["m001_initial", "m002_prompt", "m003_conversation_state"]
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -188,3 +188,50 @@ def test_kill_9_loses_nothing_committed(tmp_path: Path) -> None:
     assert set(committed) <= stored
     assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM interactions").fetchone()[0] == len(stored)
+
+
+def test_a_pending_correction_is_taken_once_by_any_process(tmp_path: Path) -> None:
+    path = tmp_path / "feedback.sqlite3"
+    worker_a, worker_b = FeedbackStore(path), FeedbackStore(path)
+    interaction_id = worker_a.log(record())
+    worker_a.await_correction("telegram:5:5", interaction_id, "5", now=1000.0)
+    assert worker_b.take_correction("telegram:6:6", max_age=60, now=1010.0) is None  # another conversation
+    assert worker_b.take_correction("telegram:5:5", max_age=60, now=1010.0) == interaction_id
+    assert worker_a.take_correction("telegram:5:5", max_age=60, now=1011.0) is None  # used up
+    worker_a.await_correction("telegram:5:5", interaction_id, "5", now=1000.0)
+    assert worker_b.take_correction("telegram:5:5", max_age=60, now=1061.0) is None  # too late, and gone
+    assert worker_a.take_correction("telegram:5:5", max_age=60, now=1001.0) is None
+
+
+def test_a_pending_correction_is_cancelled_erased_and_checked(store: FeedbackStore) -> None:
+    interaction_id = store.log(record(user="u1"))
+    with pytest.raises(UnknownInteraction):
+        store.await_correction("c1", "no-such-id", "u1")
+    store.await_correction("c1", interaction_id, "u1")
+    assert store.cancel_correction("c1") and not store.cancel_correction("c1")
+    other = store.log(record(user="u2"))
+    store.await_correction("c2", other, "u1")  # u1 corrects u2's answer in a group
+    store.forget_user("u1")
+    assert store.take_correction("c2", max_age=60) is None
+    store.await_correction("c3", other, "u3")
+    store.forget_user("u2")  # the interaction goes, and the request with it
+    assert store.take_correction("c3", max_age=60) is None
+
+
+def test_the_last_answer_of_a_conversation_is_shared_reset_and_erased(tmp_path: Path) -> None:
+    path = tmp_path / "feedback.sqlite3"
+    worker_a, worker_b = FeedbackStore(path), FeedbackStore(path)
+    first, second = worker_a.log(record(user="u1")), worker_a.log(record(user="u1"))
+    cited = [{"number": 1, "source": "guide.md", "location": "p. 2", "snippet": "LoRA adds", "passage_id": "x1"}]
+    assert worker_b.last_answer("c1") is None
+    worker_a.remember_answer("c1", first, "u1", [])
+    worker_a.remember_answer("c1", second, "u1", cited)
+    assert worker_b.last_answer("c1") == (second, cited)
+    worker_a.remember_answer("c2", "never-logged", "u2", cited)  # kept, without the link
+    assert worker_b.last_answer("c2") == (None, cited)
+    worker_a.await_correction("c1", second, "u1")
+    worker_b.reset_conversation("c1")
+    assert worker_a.last_answer("c1") is None and worker_a.take_correction("c1", max_age=60) is None
+    worker_a.remember_answer("c1", second, "u1", cited)
+    worker_b.forget_user("u1")
+    assert worker_a.last_answer("c1") is None and worker_a.last_answer("c2") == (None, cited)

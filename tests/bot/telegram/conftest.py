@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -134,9 +134,12 @@ def make_pipeline(data_dir: Path, model: Model, guard: Guardrails) -> Pipeline:
 
 
 @contextmanager
-def running_bot(tmp_path: Path, guard: Guardrails, **overrides: Any) -> Iterator[RunningBot]:
-    token = fake_token()
-    with fake_bot_api(token) as fake:
+def running_bot(
+    tmp_path: Path, guard: Guardrails, shared_api: FakeBotApi | None = None, **overrides: Any
+) -> Iterator[RunningBot]:
+    """A bot on its own fake Bot API, or on `shared_api` beside other bots (workers behind one webhook URL)."""
+    token = shared_api.token if shared_api is not None else fake_token()
+    with nullcontext(shared_api) if shared_api is not None else fake_bot_api(token) as fake:
         config = TelegramConfig(
             token=SecretStr(token),
             uploads_dir=tmp_path / "data" / "telegram-uploads",
