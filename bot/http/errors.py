@@ -6,6 +6,7 @@ Tracebacks and exception texts of unexpected failures stay in the server log; th
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -16,6 +17,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
+WHERE = ("body", "query", "path", "header", "cookie")
+UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
 
 # The `type` of an error by HTTP status, in OpenAI's words where it has them.
 ERROR_TYPES = {
@@ -98,11 +101,17 @@ def validation_error(exc: RequestValidationError) -> ApiError:
         detail = (first.get("ctx") or {}).get("error", "")
         message = f"The request body is not valid JSON ({detail}). Send one JSON object."
         return ApiError(422, message, code="json_invalid")
-    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
-    param = ".".join(location) or None
+    param = ".".join(_field_path(first.get("loc", ()))) or None
     where = f"field '{param}'" if param else "the request body"
     more = f" ({len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return ApiError(422, f"Invalid {where}: {first.get('msg', 'invalid value')}{more}.", param=param)
+
+
+def _field_path(loc: tuple[object, ...]) -> list[str]:
+    """The field names and list positions of an error's location, without where it was (body, query) and
+    without the union member pydantic tried ("literal['up','down']", "constrained-int", "str")."""
+    parts = [str(part) for part in loc[1:]] if loc and loc[0] in WHERE else [str(part) for part in loc]
+    return [p for p in parts if re.fullmatch(r"[A-Za-z_]\w*|\d+", p) and p not in UNION_TAGS]
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -123,6 +132,4 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def internal_error(exc: BaseException) -> ApiError:
     """A 500 that names the kind of failure, never its text or traceback (they may quote internals)."""
-    return ApiError(
-        500, f"The server failed to handle the request ({type(exc).__name__}); its log has the details."
-    )
+    return ApiError(500, f"The server failed to handle the request ({type(exc).__name__}); its log has the details.")

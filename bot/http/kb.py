@@ -82,8 +82,7 @@ def _add(api: ApiState, upload: UploadFile) -> DocumentAdded:
                 if written > limit:
                     raise ApiError(
                         413,
-                        f"{name} is over the limit of {limit / 1e6:.1f} MB for documents "
-                        "(DOMAINBOT_MAX_DOCUMENT_MB).",
+                        f"{name} is over the limit of {limit / 1e6:.1f} MB for documents (DOMAINBOT_MAX_DOCUMENT_MB).",
                         "file",
                     )
                 out.write(chunk)
@@ -137,5 +136,3 @@ async def search(body: SearchRequest, api: State) -> list[PassageOut]:
     except KnowledgeError as exc:
         raise ApiError(422, str(exc), "query") from None
     return [PassageOut(**p.to_json()) for p in passages]
-
-

@@ -1,6 +1,6 @@
 """The published OpenAPI schema (docs/openapi.json): written from the app, checked against it by the tests.
 
-    python -m bot.http.openapi docs/openapi.json
+python -m bot.http.openapi docs/openapi.json
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from knowledge import SearchMode
 
@@ -48,6 +48,14 @@ class FeedbackRequest(BaseModel):
         None, min_length=1, max_length=MAX_QUESTION_CHARS, description="The answer that would have been right."
     )
     user: Identifier = Field("", description="Who rates; a rater's new rating replaces their old one.")
+
+    @field_validator("rating", mode="before")
+    @classmethod
+    def _up_down_or_score(cls, value: object) -> object:
+        # One clear message instead of one per member of the union.
+        if value is None or value in ("up", "down") or (type(value) is int and 1 <= value <= 5):
+            return value
+        raise ValueError(f"expected 'up', 'down' or a score from 1 to 5, got {value!r}")
 
     @model_validator(mode="after")
     def _something_to_store(self) -> FeedbackRequest:

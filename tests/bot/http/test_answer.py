@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -47,7 +48,8 @@ def test_streamed_pieces_then_the_checked_answer_then_done(server: Server) -> No
     # The second sentence is not in the knowledge base: Inform marks it, so the final text differs from the pieces.
     raw = "Grinders carry a two-year warranty from purchase [1]. They were designed by Leonardo in Milan."
     server.model.enqueue([raw])
-    with server.client() as client, client.stream("POST", "/v1/answer", json={"question": QUESTION, "stream": True}) as r:
+    request = {"question": QUESTION, "stream": True}
+    with server.client() as client, client.stream("POST", "/v1/answer", json=request) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = list(sse_events(r.iter_lines()))
     names = [name for name, _ in events]
@@ -93,11 +95,9 @@ def test_a_client_leaving_mid_stream_stops_the_generation(make_server: Callable[
 def test_a_client_leaving_a_plain_request_stops_the_generation(server: Server) -> None:
     server.model.delay = 0.02
     server.model.enqueue([" ".join(f"word{i}" for i in range(300))])
-    with server.client() as client:
-        try:
-            client.post("/v1/answer", json={"question": QUESTION}, timeout=0.5)
-        except httpx.ReadTimeout:
-            pass  # the client gives up and closes the connection
+    # The client gives up waiting and closes the connection.
+    with server.client() as client, contextlib.suppress(httpx.ReadTimeout):
+        client.post("/v1/answer", json={"question": QUESTION}, timeout=0.5)
     assert server.model.closed_early.wait(5), "the generation went on after the client left"
     assert server.model.pieces_sent < 100
 
