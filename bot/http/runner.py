@@ -60,36 +60,33 @@ class AnswerRunner:
 
         try:
             release = await self._take_turn(conversation)
-        except BaseException:
-            if watcher is not None:
-                watcher.cancel()
-            raise
-        if gone.is_set():  # left while waiting for the conversation's previous answer
-            release()
-            raise ClientGone
-        try:
-            future = loop.run_in_executor(self.executor, call, on_piece)
-        except BaseException:
-            release()
-            raise
-
-        def finished(done: asyncio.Future[Answer]) -> None:
-            # The conversation's turn ends when the worker does, even if this iterator was closed long before.
-            release()
-            if not done.cancelled():
-                done.exception()  # retrieved, so an answer nobody waits for does not log "never retrieved"
-            queue.put_nowait(FINISHED)
-
-        future.add_done_callback(finished)
-        try:
-            while not isinstance(item := await queue.get(), _Signal):
-                yield item
-            if item is LEFT:
+            if gone.is_set():  # left while the conversation's previous answer was being written
+                release()
                 raise ClientGone
-            yield await future
+            try:
+                future = loop.run_in_executor(self.executor, call, on_piece)
+            except BaseException:
+                release()
+                raise
+
+            def finished(done: asyncio.Future[Answer]) -> None:
+                # The conversation's turn ends when the worker does, even if this iterator was closed long before.
+                release()
+                if not done.cancelled():
+                    done.exception()  # retrieved, so an answer nobody waits for does not log "never retrieved"
+                queue.put_nowait(FINISHED)
+
+            future.add_done_callback(finished)
+            try:
+                while not isinstance(item := await queue.get(), _Signal):
+                    yield item
+                if item is LEFT:
+                    raise ClientGone
+                yield await future
+            finally:
+                gone.set()
+                future.cancel()  # only a request still waiting for a worker; a running one stops at its next piece
         finally:
-            gone.set()
-            future.cancel()  # only a request still waiting for a worker; a running one stops at its next piece
             if watcher is not None:
                 watcher.cancel()
 

@@ -122,3 +122,24 @@ def test_answers_for_several_conversations_are_generated_at_once(server: Server)
     for i, response in results.items():
         assert response.status_code == 200, response.text
         assert response.json()["raw_text"].endswith(f"question number {i}?")
+
+
+def test_questions_of_one_conversation_are_answered_in_turn(server: Server) -> None:
+    server.model.delay = 0.02
+    server.model.enqueue(["The first answer takes a while to write out in full."])
+    results: list[httpx.Response] = []
+
+    def ask(question: str) -> None:
+        with server.client() as client:
+            results.append(client.post("/v1/answer", json={"question": question, "conversation_id": "shared"}))
+
+    first = threading.Thread(target=ask, args=("First question?",))
+    first.start()
+    time.sleep(0.2)  # the first answer is being written when the second question arrives
+    ask("Second question?")
+    first.join(20)
+    assert [r.status_code for r in results] == [200, 200]
+    # The second answer waited for the first, so its prompt holds the whole first exchange.
+    second_prompt = [m["content"] for m in server.model.calls[1]]
+    assert "First question?" in second_prompt
+    assert "The first answer takes a while to write out in full." in second_prompt
