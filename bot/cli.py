@@ -19,6 +19,7 @@ from bot.commands.feedback import feedback_app
 from bot.commands.guardrails import eval_guardrails, guard_app
 from bot.commands.knowledge import eval_retrieval, kb_app
 from bot.commands.publish import merge, publish
+from bot.commands.serve import serve
 from bot.commands.training import eval_model, train
 from bot.config import Settings, describe_settings, load_settings
 from bot.errors import DomainbotError
@@ -51,6 +52,7 @@ eval_app.command("guardrails")(eval_guardrails)
 eval_app.command("model")(eval_model)
 app.command("train")(train)
 app.add_typer(feedback_app, name="feedback")
+app.command("serve")(serve)
 
 err_console = Console(stderr=True)
 

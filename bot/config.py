@@ -27,6 +27,8 @@ SECRET_FIELDS = (
     "hf_token",
     "openai_api_key",
     "chroma_token",
+    "api_key",
+    "admin_key",
 )
 TELEGRAM_API_URL = "https://api.telegram.org"
 # Lists of Telegram ids: "123, -100456" in the environment, a YAML list in the config file.
@@ -271,6 +273,24 @@ class Settings(BaseSettings):
     )
     # --- end of telegram ------------------------------------------------------------------------------------
 
+    # --- http api -------------------------------------------------------------------------------------------
+    http_host: str = Field(
+        "127.0.0.1",
+        description="Address `domainbot serve` listens on; any other than loopback needs DOMAINBOT_API_KEY "
+        "(or --insecure).",
+    )
+    http_port: int = Field(8080, ge=1, le=65535, description="Port `domainbot serve` listens on.")
+    http_workers: int = Field(
+        4, ge=1, le=256, description="Answers the HTTP API generates at once; further requests wait their turn."
+    )
+    http_max_body_kb: int = Field(
+        1024,
+        ge=1,
+        le=1_048_576,
+        description="Largest JSON request body, in KiB, the HTTP API reads (uploads: DOMAINBOT_MAX_DOCUMENT_MB).",
+    )
+    # --- end of http api ------------------------------------------------------------------------------------
+
     telegram_bot_token: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN"),
@@ -286,6 +306,17 @@ class Settings(BaseSettings):
         None,
         validation_alias=AliasChoices("WOLFRAM_APP_ID"),
         description="WolframAlpha App ID (environment only).",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("DOMAINBOT_API_KEY"),
+        description="Bearer key every HTTP API request must carry (environment only).",
+    )
+    admin_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("DOMAINBOT_ADMIN_KEY"),
+        description="Bearer key for the HTTP API's knowledge-base endpoints; unset, they are off "
+        "(environment only).",
     )
     hf_token: SecretStr | None = Field(
         None,

@@ -170,12 +170,20 @@ class Pipeline:
         channel: str = "terminal",
         on_piece: OnPiece | None = None,
         log: bool = True,
+        history: Sequence[Message] | None = None,
+        params: GenerationParams | None = None,
     ) -> Answer:
         """Answer `question` in its conversation; `on_piece` receives the raw answer as it is generated.
-        Evaluations pass `log=False`, so their questions never become feedback or training data."""
+        Evaluations pass `log=False`, so their questions never become feedback or training data.
+
+        `history` given (a client that keeps its own conversation, like OpenAI's API), it replaces the remembered
+        turns and the memory is left alone. `params` replaces the generation parameters for this answer.
+        An exception raised by `on_piece` stops the generation (the model's stream is closed) and propagates."""
         timings: dict[str, float] = {}
         clock = _Clock(timings, log)
-        history = self.memory.history(conversation_id)
+        remember = history is None
+        history = self.memory.history(conversation_id) if history is None else list(history)
+        params = params or self.params
         # One backend for the whole answer: an adapter switch meanwhile reaches the next answer, and the adapter
         # logged with this one is the adapter that wrote it.
         backend = serving(self.backend)
@@ -209,7 +217,8 @@ class Pipeline:
             # Plain arithmetic: the calculator's exact result is the answer; a model can only get it wrong.
             answer.text = f"{computation.text} [1]"
             answer.citations = _citations(answer.text, trusted)
-            self.memory.add(conversation_id, masked, answer.text)
+            if remember:
+                self.memory.add(conversation_id, masked, answer.text)
             if on_piece is not None:
                 on_piece(answer.text)
             return self._finish(answer, masked, trusted, user_id, channel, clock)
@@ -217,7 +226,7 @@ class Pipeline:
 
         with clock("prompt"):
             examples = self.selector.select(masked, self.options.fewshot_k)
-            budget = backend.context_window() - self.params.max_new_tokens
+            budget = backend.context_window() - params.max_new_tokens
             parts = build_messages(
                 masked,
                 [s.prompt_text for s in sources],
@@ -232,7 +241,7 @@ class Pipeline:
 
         result = GenerationResult()
         with clock("generate"):
-            raw = "".join(self._stream(backend, parts.messages, result, on_piece))
+            raw = "".join(self._stream(backend, parts.messages, params, result, on_piece))
         answer.raw_text, answer.finish_reason = raw, result.finish_reason
         answer.usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.new_tokens}
         if "first_token" in result.timings:
@@ -250,7 +259,8 @@ class Pipeline:
         answer.text = text
         answer.citations = _citations(text, used)
         # The history the model sees next turn leaves out Inform's marks, or the model learns to write them.
-        self.memory.add(conversation_id, masked, text.replace(UNVERIFIED_MARK, ""))
+        if remember:
+            self.memory.add(conversation_id, masked, text.replace(UNVERIFIED_MARK, ""))
         return self._finish(answer, masked, used, user_id, channel, clock, parts.messages)
 
     def _retrieve(self, query: str) -> list[Passage]:
@@ -296,13 +306,26 @@ class Pipeline:
         return found, [source]
 
     def _stream(
-        self, backend: Backend, messages: list[Message], result: GenerationResult, on_piece: OnPiece | None
+        self,
+        backend: Backend,
+        messages: list[Message],
+        params: GenerationParams,
+        result: GenerationResult,
+        on_piece: OnPiece | None,
     ) -> list[str]:
         pieces = []
-        for piece in backend.stream(messages, self.params, result):
-            pieces.append(piece)
-            if on_piece is not None:
-                on_piece(piece)
+        stream = backend.stream(messages, params, result)
+        try:
+            for piece in stream:
+                pieces.append(piece)
+                if on_piece is not None:
+                    on_piece(piece)
+        finally:
+            # Closed at once, not when garbage collected: a caller that stopped listening (an HTTP client gone)
+            # frees its place in the model's decode loop now.
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
         return pieces
 
     def _inform(self, raw: str, used: list[_Source], computation: ComputationResult, answer: Answer) -> str:

@@ -11,6 +11,7 @@ Ingest of a batch of documents, in the order that keeps a crash (even kill -9) r
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,10 @@ def chunk_id(source: str, digest: str, ordinal: int) -> str:
 
 
 class KnowledgeBase:
+    """Documents, their passages and both indexes. Safe to share between threads: one lock serialises the use of
+    the catalog connection, the lexical index and Chroma; embedding and parsing run outside it, so a search
+    waits for at most one short database step of an ingest, never for the whole ingest."""
+
     def __init__(self, config: KnowledgeConfig, embedder: Embedder | None = None) -> None:
         self.config = config
         config.store_dir.mkdir(parents=True, exist_ok=True)
@@ -70,6 +75,8 @@ class KnowledgeBase:
         self.vectors = VectorStore(config.store_dir / "chroma", config.chroma_url, config.chroma_token)
         self._embedder = embedder
         self._lock = FileLock(str(config.store_dir / "write.lock"))
+        # FileLock keeps other processes' writes apart; this lock keeps this process's threads apart.
+        self._db_lock = threading.RLock()
 
     @property
     def embedder(self) -> Embedder:
@@ -83,10 +90,11 @@ class KnowledgeBase:
 
     def _check_embedder(self, embedder: Embedder) -> None:
         signature = f"{embedder.name}/{embedder.dimension}"
-        recorded = catalog.get_meta(self.db, "embedder")
-        if recorded is None:
-            catalog.set_meta(self.db, "embedder", signature)
-        elif recorded != signature:
+        with self._db_lock:
+            recorded = catalog.get_meta(self.db, "embedder")
+            if recorded is None:
+                catalog.set_meta(self.db, "embedder", signature)
+        if recorded is not None and recorded != signature:
             raise KnowledgeError(
                 f"The knowledge base in {self.config.store_dir} was built with embedder {recorded}, "
                 f"but {signature} is configured. Use the same embedder, or remove that folder and add the "
@@ -94,7 +102,8 @@ class KnowledgeBase:
             )
 
     def close(self) -> None:
-        self.db.close()
+        with self._db_lock:
+            self.db.close()
 
     # --- writing -------------------------------------------------------------------------------------------
 
@@ -142,7 +151,8 @@ class KnowledgeBase:
         try:
             data = read_bytes(path, max_bytes)
             digest = content_hash(data)
-            known = catalog.document(self.db, source_of(path))
+            with self._db_lock:
+                known = catalog.document(self.db, source_of(path))
             if known is not None and known.content_hash == digest:
                 return FileResult(name, "unchanged", known.chunks), None
             document = parse_document(path, data, digest)
@@ -157,7 +167,8 @@ class KnowledgeBase:
         self, document: Document, name: str | None = None
     ) -> tuple[FileResult | None, _Prepared | None]:
         name = name or document.source
-        known = catalog.document(self.db, document.source)
+        with self._db_lock:
+            known = catalog.document(self.db, document.source)
         if known is not None and known.content_hash == document.content_hash:
             return FileResult(name, "unchanged", known.chunks), None
         whole = scan(document.text)
@@ -174,7 +185,8 @@ class KnowledgeBase:
 
     def _write(self, batch: list[_Prepared]) -> list[FileResult]:
         sources = [p.document.source for p in batch]
-        self.db.executemany("INSERT OR IGNORE INTO pending VALUES (?)", [(s,) for s in sources])
+        with self._db_lock:
+            self.db.executemany("INSERT OR IGNORE INTO pending VALUES (?)", [(s,) for s in sources])
 
         ids = [
             chunk_id(p.document.source, p.document.content_hash, c.ordinal) for p in batch for c in p.chunks
@@ -182,8 +194,19 @@ class KnowledgeBase:
         texts = [c.text for p in batch for c in p.chunks]
         owners = [p.document.source for p in batch for _ in p.chunks]
         vectors = self.embedder.embed(texts) if texts else np.zeros((0, 1), np.float32)
-        self.vectors.upsert(ids, vectors, owners)
+        with self._db_lock:
+            self.vectors.upsert(ids, vectors, owners)
+            stale = self._replace_chunks(batch, ids, texts)
+            self.vectors.delete(stale)
+            self.db.executemany("DELETE FROM pending WHERE source = ?", [(s,) for s in sources])
+        return [
+            FileResult(p.document.source, "replaced" if p.replacing else "added", len(p.chunks))
+            for p in batch
+        ]
 
+    def _replace_chunks(self, batch: list[_Prepared], ids: list[str], texts: list[str]) -> list[str]:
+        """In one transaction, the batch's chunks replace its sources' old ones in the catalog and the lexical
+        index; returns the ids of the old chunks whose vectors are now stale."""
         stale: list[str] = []
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -225,17 +248,11 @@ class KnowledgeBase:
             self.db.execute("ROLLBACK")
             self.lexical.invalidate()
             raise
-
-        self.vectors.delete(stale)
-        self.db.executemany("DELETE FROM pending WHERE source = ?", [(s,) for s in sources])
-        return [
-            FileResult(p.document.source, "replaced" if p.replacing else "added", len(p.chunks))
-            for p in batch
-        ]
+        return stale
 
     def remove(self, source: str) -> int:
         """Remove a source (its exact name, or a path to it) from both indexes; returns its chunk count."""
-        with self._lock:
+        with self._lock, self._db_lock:
             finished = self.recover()
             known = catalog.document(self.db, source) or catalog.document(self.db, source_of(Path(source)))
             if known is None and {source, source_of(Path(source))} & set(finished):
@@ -262,32 +279,43 @@ class KnowledgeBase:
         """Finish interrupted writes: Chroma gets exactly the catalog's chunks of each journaled source.
 
         Returns the sources that were finished."""
-        pending = [str(s) for (s,) in self.db.execute("SELECT source FROM pending")]
-        for source in pending:
-            wanted = {i for _, i in catalog.chunk_keys(self.db, source)}
-            self.vectors.delete([i for i in self.vectors.ids_of_source(source) if i not in wanted])
-            self.db.execute("DELETE FROM pending WHERE source = ?", (source,))
-        if pending:
-            self.lexical.invalidate()
-        return pending
+        with self._db_lock:
+            pending = [str(s) for (s,) in self.db.execute("SELECT source FROM pending")]
+            for source in pending:
+                wanted = {i for _, i in catalog.chunk_keys(self.db, source)}
+                self.vectors.delete([i for i in self.vectors.ids_of_source(source) if i not in wanted])
+                self.db.execute("DELETE FROM pending WHERE source = ?", (source,))
+            if pending:
+                self.lexical.invalidate()
+            return pending
 
     # --- reading -------------------------------------------------------------------------------------------
 
     def sources(self) -> list[catalog.DocumentRecord]:
-        return catalog.documents(self.db)
+        with self._db_lock:
+            return catalog.documents(self.db)
+
+    def chunk_count(self) -> int:
+        """Passages in the catalog: one cheap query, for health checks."""
+        with self._db_lock:
+            (chunks,) = self.db.execute("SELECT count(*) FROM chunks").fetchone()
+        return int(chunks)
 
     def stats(self) -> dict[str, object]:
-        (chunks,) = self.db.execute("SELECT count(*) FROM chunks").fetchone()
-        (terms,) = self.db.execute("SELECT count(*) FROM terms").fetchone()
-        (flagged,) = self.db.execute("SELECT count(*) FROM chunks WHERE injection != ''").fetchone()
+        with self._db_lock:
+            (chunks,) = self.db.execute("SELECT count(*) FROM chunks").fetchone()
+            (terms,) = self.db.execute("SELECT count(*) FROM terms").fetchone()
+            (flagged,) = self.db.execute("SELECT count(*) FROM chunks WHERE injection != ''").fetchone()
+            vectors = self.vectors.count()
+            embedder = catalog.get_meta(self.db, "embedder")
         size = sum(f.stat().st_size for f in self.config.store_dir.rglob("*") if f.is_file())
         return {
             "documents": len(self.sources()),
             "chunks": int(chunks),
-            "vectors": self.vectors.count(),
+            "vectors": vectors,
             "lexical_terms": int(terms),
             "injection_flagged_chunks": int(flagged),
-            "embedder": catalog.get_meta(self.db, "embedder") or "(none yet)",
+            "embedder": embedder or "(none yet)",
             "store": str(self.config.store_dir),
             "vectors_at": self.vectors.where,
             "bytes_on_disk": size,
@@ -298,13 +326,16 @@ class KnowledgeBase:
         if k < 1:
             raise KnowledgeError(f"Expected k of at least 1, got {k}.")
         ranked = self.rank(query, max(k * CANDIDATES_PER_RESULT, MIN_CANDIDATES), mode)[:k]
-        records = catalog.chunks_by_rowid(self.db, [r for r, _ in ranked])
+        with self._db_lock:
+            # A chunk removed since it was ranked is simply missing here.
+            records = catalog.chunks_by_rowid(self.db, [r for r, _ in ranked])
         return [_passage(records[rowid], score) for rowid, score in ranked if rowid in records]
 
     def passages(self, ids: Iterable[str]) -> dict[str, Passage]:
         """The passages with these ids that the knowledge base still holds, by id (score 0)."""
-        rowids = catalog.rowids_of(self.db, list(ids))
-        records = catalog.chunks_by_rowid(self.db, list(rowids.values()))
+        with self._db_lock:
+            rowids = catalog.rowids_of(self.db, list(ids))
+            records = catalog.chunks_by_rowid(self.db, list(rowids.values()))
         return {record.id: _passage(record, 0.0) for record in records.values()}
 
     def rank(
@@ -313,16 +344,18 @@ class KnowledgeBase:
         """(chunk rowid, score) best first, from one retriever or both fused; pass `query_vector` if known."""
         if not query.strip():
             raise KnowledgeError("Expected a non-empty query.")
-        lexical = [] if mode == "dense" else self.lexical.search(query, candidates)
-        if mode == "lexical":
-            return lexical
         weight = 1.0 if mode == "dense" else self.config.hybrid_weight
-        dense: list[tuple[int, float]] = []
-        if weight > 0.0:
-            vector = self.embedder.embed([query])[0] if query_vector is None else query_vector
-            hits = self.vectors.query(vector, candidates)
-            rowids = catalog.rowids_of(self.db, [i for i, _ in hits])
-            dense = [(rowids[i], s) for i, s in hits if i in rowids]
+        if mode != "lexical" and weight > 0.0 and query_vector is None:
+            query_vector = self.embedder.embed([query])[0]  # outside the lock: the slow part of a search
+        with self._db_lock:
+            lexical = [] if mode == "dense" else self.lexical.search(query, candidates)
+            if mode == "lexical":
+                return lexical
+            dense: list[tuple[int, float]] = []
+            if weight > 0.0 and query_vector is not None:
+                hits = self.vectors.query(query_vector, candidates)
+                rowids = catalog.rowids_of(self.db, [i for i, _ in hits])
+                dense = [(rowids[i], s) for i, s in hits if i in rowids]
         if mode == "dense":
             return dense
         if self.config.fusion == "rrf":

@@ -65,8 +65,10 @@ class ChunkRecord:
 
 
 def open_catalog(path: Path) -> sqlite3.Connection:
+    """The catalog's connection. Any thread may use it (an HTTP server searches from several); the caller
+    serialises their use, as `KnowledgeBase` does with its lock."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(SCHEMA)

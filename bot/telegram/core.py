@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +24,8 @@ from bot.telegram.config import TelegramConfig
 from bot.telegram.engine import Engine
 from bot.telegram.export import feedback_files
 from bot.telegram.formatting import SourcePassage, source_name
+from bot.uploads import IngestOutcome, ingest_upload, safe_file_name
+from bot.uploads import incoming_path as _incoming_path
 from knowledge import KnowledgeBase, KnowledgeError
 from knowledge.loaders import LOADERS
 
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "telegram"
 # A "Correct" press waits this long for the right answer; later messages are questions again.
 CORRECTION_TIMEOUT = 15 * 60
-MAX_NAME_CHARS = 100
 
 
 class UserError(Exception):
@@ -44,14 +43,6 @@ class UserError(Exception):
 def conversation_id(chat_id: int, user_id: int) -> str:
     """One conversation per person per chat: in a group, each member keeps their own thread."""
     return f"{CHANNEL}:{chat_id}:{user_id}"
-
-
-@dataclass(frozen=True)
-class IngestOutcome:
-    name: str
-    outcome: str
-    chunks: int = 0
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -223,37 +214,11 @@ class BotCore:
 
     def incoming_path(self, name: str) -> Path:
         """Where a download lands before it is ingested (a unique name, on the same disk as the uploads)."""
-        folder = self.config.uploads_dir / ".incoming"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{time.time_ns()}-{name}"
+        return _incoming_path(self.config.uploads_dir, name)
 
     async def ingest(self, downloaded: Path, name: str) -> IngestOutcome:
         """Add a downloaded document to the knowledge base under its name; a new version replaces the old."""
-        return await self.engine.run(self._ingest, downloaded, self.config.uploads_dir / name)
-
-    def _ingest(self, downloaded: Path, target: Path) -> IngestOutcome:
-        kb = self.knowledge
-        previous = target.with_name(target.name + ".previous")
-        had_previous = target.exists()
-        if had_previous:
-            os.replace(target, previous)
-        os.replace(downloaded, target)
-        try:
-            report = kb.add([target])
-        except KnowledgeError as exc:  # e.g. an embedder other than the one the knowledge base was built with
-            _restore(target, previous, had_previous)
-            return IngestOutcome(target.name, "failed", reason=str(exc))
-        except BaseException:
-            _restore(target, previous, had_previous)
-            raise
-        result = report.results[0]
-        if result.outcome == "failed":
-            _restore(target, previous, had_previous)
-            reason = result.reason.replace(str(target), target.name)
-            return IngestOutcome(target.name, "failed", reason=reason)
-        if had_previous:
-            previous.unlink(missing_ok=True)
-        return IngestOutcome(target.name, result.outcome, result.chunks)
+        return await self.engine.run(ingest_upload, self.knowledge, downloaded, self.config.uploads_dir / name)
 
     async def sources(self) -> list[SourceInfo]:
         """The documents, each by its file name: the folders they were added from are the server's business."""
@@ -302,18 +267,3 @@ class BotCore:
 
     async def export(self, out_dir: Path) -> list[Path]:
         return await asyncio.to_thread(feedback_files, self.feedback, out_dir, self.pipeline.guard.mask_pii)
-
-
-def safe_file_name(name: str | None) -> str:
-    """A file name that is safe to store: no folders, no hidden files, no odd characters, not too long."""
-    base = re.split(r"[/\\]", name or "")[-1]
-    base = re.sub(r"[^\w.\- ()]", "_", base).strip(" .")
-    stem, suffix = os.path.splitext(base)
-    stem = stem[: MAX_NAME_CHARS - len(suffix)] or "document"
-    return stem + suffix.lower()
-
-
-def _restore(target: Path, previous: Path, had_previous: bool) -> None:
-    target.unlink(missing_ok=True)
-    if had_previous:
-        os.replace(previous, target)

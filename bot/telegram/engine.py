@@ -1,9 +1,8 @@
 """The worker thread the pipeline lives on, so generation never blocks the event loop.
 
-One thread, for two reasons: the knowledge base's SQLite connection may only be used by the thread that
-opened it, and one model answers one question at a time anyway (a second thread would only share the same
-CPU cores). The event loop keeps serving every chat meanwhile: commands, ratings and typing actions do not
-wait for a question being answered.
+One thread: one model answers one question at a time here anyway (a second thread would only share the same
+CPU cores; the HTTP API, which serves many clients, runs a pool). The event loop keeps serving every chat
+meanwhile: commands, ratings and typing actions do not wait for a question being answered.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.feedback import FeedbackStore
-from bot.model.backend import GenerationParams
+from bot.model.backend import GenerationParams, Message
 from bot.pipeline import EMPTY_QUESTION, UNVERIFIED, Pipeline, PipelineOptions
 from bot.prompting import load_examples, load_prompt_text
 from guardrails import Guardrails
@@ -214,3 +214,42 @@ def test_evaluation_answers_are_not_logged(guard: Guardrails, knowledge: Knowled
     answer = pipeline.answer("How long is the grinder warranty?", log=False)
     assert answer.interaction_id is None and "log" not in answer.timings
     assert pipeline.feedback.stats()["interactions"] == 0
+
+
+def test_given_history_replaces_memory_and_params_apply_to_one_answer(
+    guard: Guardrails, knowledge: KnowledgeBase
+) -> None:
+    pipeline, backend = make_pipeline(guard, knowledge, "one two three four", "five six")
+    history: list[Message] = [
+        {"role": "user", "content": "Do you sell grinders?"},
+        {"role": "assistant", "content": "Yes, three models."},
+    ]
+    short = pipeline.answer(
+        "How long is the warranty?", "api", history=history, params=GenerationParams(max_new_tokens=2)
+    )
+    assert short.raw_text == "one two" and short.finish_reason == "length"
+    assert [m["content"] for m in backend.calls[0][-3:-1]] == ["Do you sell grinders?", "Yes, three models."]
+    assert pipeline.memory.history("api") == []  # the caller keeps this conversation
+    assert pipeline.answer("And the espresso machine?", "api").raw_text == "five six"  # the pipeline's params again
+
+
+def test_a_failing_listener_stops_and_closes_the_model_stream(guard: Guardrails, knowledge: KnowledgeBase) -> None:
+    pipeline, backend = make_pipeline(guard, knowledge)
+    closed: list[int] = []
+
+    def stream(messages: object, params: object, result: object) -> Iterator[str]:
+        try:
+            for i in range(100):
+                yield f"word{i} "
+        finally:
+            closed.append(i)
+
+    backend.stream = stream  # type: ignore[method-assign, assignment]
+
+    def listener(piece: str) -> None:
+        if piece.startswith("word2"):
+            raise ConnectionError("the listener left")
+
+    with pytest.raises(ConnectionError):
+        pipeline.answer("How long is the grinder warranty?", on_piece=listener)
+    assert closed == [2]  # closed at once, at the piece the listener refused
