@@ -20,17 +20,12 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
-from bot.feedback import FeedbackStore
 from bot.http import HttpConfig, create_app
 from bot.model.backend import GenerationParams, GenerationResult, Message
-from bot.pipeline import Pipeline, PipelineOptions
-from bot.prompting import load_examples, load_prompt_text
+from bot.pipeline import Pipeline
 from guardrails import Guardrails
-from knowledge import HashEmbedder, KnowledgeBase, KnowledgeConfig
 from tests.fakes import ScriptedBackend
-
-WARRANTY = "All grinders carry a two-year warranty from the date of purchase."
-embedder = HashEmbedder(128)
+from tests.front_end_pipeline import make_pipeline
 
 
 class Model(ScriptedBackend):
@@ -73,23 +68,6 @@ def guard() -> Guardrails:
     return Guardrails.load(embedder=None)
 
 
-def make_pipeline(data_dir: Path, model: Model, guard: Guardrails) -> Pipeline:
-    docs = data_dir / "docs"
-    docs.mkdir(parents=True, exist_ok=True)
-    (docs / "warranty.md").write_text(f"# Warranty\n\n{WARRANTY}\n", encoding="utf-8")
-    kb = KnowledgeBase(KnowledgeConfig(data_dir=data_dir), embedder)
-    kb.add([docs])
-    return Pipeline(
-        backend=model,
-        params=GenerationParams(max_new_tokens=400),
-        guard=guard,
-        feedback=FeedbackStore(data_dir / "feedback.sqlite3"),
-        prompt_text=load_prompt_text(),
-        examples=load_examples(),
-        embed=embedder.embed,
-        knowledge=kb,
-        options=PipelineOptions(retrieval_k=2, fewshot_k=0),
-    )
 
 
 @dataclass
@@ -108,7 +86,7 @@ class Server:
 def running_server(tmp_path: Path, guard: Guardrails, **overrides: Any) -> Iterator[Server]:
     data_dir = tmp_path / "data"
     model = Model()
-    pipeline = make_pipeline(data_dir, model, guard)
+    pipeline = make_pipeline(data_dir, model, guard, 400)
     config = replace(HttpConfig(uploads_dir=data_dir / "http-uploads", workers=4), **overrides)
     app = create_app(pipeline, config)
     sock = socket.socket()

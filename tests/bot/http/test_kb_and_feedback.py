@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.bot.http.conftest import WARRANTY, Server, keyed
+from tests.bot.http.conftest import Server, keyed
+from tests.front_end_pipeline import WARRANTY
 
 ADMIN = "admin-key-made-up-for-tests"
 DESCALING = "The descaling cycle of the espresso machine takes twelve minutes."

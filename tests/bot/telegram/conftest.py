@@ -21,20 +21,17 @@ from pydantic import SecretStr
 
 from bot.feedback import FeedbackStore
 from bot.model.backend import GenerationParams, GenerationResult, Message
-from bot.pipeline import Pipeline, PipelineOptions
-from bot.prompting import load_examples, load_prompt_text
+from bot.pipeline import Pipeline
 from bot.telegram import BotCore, Engine, TelegramConfig, build_application, run_bot
 from guardrails import Guardrails
-from knowledge import HashEmbedder, KnowledgeBase, KnowledgeConfig
 from tests.fakes import ScriptedBackend
+from tests.front_end_pipeline import make_pipeline
 from tests.telegram_fake import FakeBotApi, fake_bot_api
 
 ADMIN = 1001
 ALICE = 1002
 BOB = 1003
-embedder = HashEmbedder(128)
 
-WARRANTY = "All grinders carry a two-year warranty from the date of purchase."
 
 
 def fake_token() -> str:
@@ -114,23 +111,6 @@ class RunningBot:
         )
 
 
-def make_pipeline(data_dir: Path, model: Model, guard: Guardrails) -> Pipeline:
-    docs = data_dir / "docs"
-    docs.mkdir(parents=True, exist_ok=True)
-    (docs / "warranty.md").write_text(f"# Warranty\n\n{WARRANTY}\n", encoding="utf-8")
-    kb = KnowledgeBase(KnowledgeConfig(data_dir=data_dir), embedder)
-    kb.add([docs])
-    return Pipeline(
-        backend=model,
-        params=GenerationParams(max_new_tokens=4000),
-        guard=guard,
-        feedback=FeedbackStore(data_dir / "feedback.sqlite3"),
-        prompt_text=load_prompt_text(),
-        examples=load_examples(),
-        embed=embedder.embed,
-        knowledge=kb,
-        options=PipelineOptions(retrieval_k=2, fewshot_k=0),
-    )
 
 
 @contextmanager
@@ -151,7 +131,7 @@ def running_bot(
         config = replace(config, **overrides)
         model = Model()
         engine = Engine()
-        pipeline = engine.call(make_pipeline, tmp_path / "data", model, guard)
+        pipeline = engine.call(make_pipeline, tmp_path / "data", model, guard, 4000)
         core = BotCore(config, engine, pipeline)
         app = build_application(core)
         bot = RunningBot(fake, model, core, config)

@@ -10,7 +10,8 @@ from typing import Any
 from bot.telegram import texts
 from bot.telegram.config import BOT_API_DOWNLOAD_LIMIT
 from bot.telegram.core import conversation_id
-from tests.bot.telegram.conftest import ADMIN, ALICE, BOB, WARRANTY, RunningBot
+from tests.bot.telegram.conftest import ADMIN, ALICE, BOB, RunningBot
+from tests.front_end_pipeline import WARRANTY
 from tests.telegram_fake import MAX_MESSAGE_CHARS
 
 SUPPORTED = "Grinders carry a two-year warranty from purchase [1]."

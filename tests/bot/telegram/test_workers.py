@@ -15,7 +15,8 @@ from pydantic import SecretStr
 
 from bot.telegram import texts
 from guardrails import Guardrails
-from tests.bot.telegram.conftest import ALICE, WARRANTY, RunningBot, fake_token, running_bot
+from tests.bot.telegram.conftest import ALICE, RunningBot, fake_token, running_bot
+from tests.front_end_pipeline import WARRANTY
 from tests.telegram_fake import FakeBotApi, fake_bot_api
 
 SUPPORTED = "Grinders carry a two-year warranty from purchase [1]."
