@@ -2,6 +2,7 @@
 #   docker build -t domainbot .
 #   docker run -it -v domainbot-data:/data domainbot chat
 #   docker run -e TELEGRAM_BOT_TOKEN -v domainbot-data:/data domainbot
+#   docker run -p 8080:8080 -e DOMAINBOT_API_KEY -v domainbot-data:/data domainbot serve --host 0.0.0.0
 FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -29,6 +30,8 @@ RUN useradd --create-home --uid 1000 domainbot \
     && chown -R domainbot /data /opt/domainbot
 USER domainbot
 VOLUME /data
+# The HTTP API (`domainbot serve`).
+EXPOSE 8080
 
 ENTRYPOINT ["domainbot"]
 CMD ["start"]
