@@ -31,7 +31,8 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = load_settings().model_copy(update={"max_new_tokens": args.max_tokens, "temperature": 0.0})
-    backend = open_backend(settings).backend  # what `domainbot ask` uses: native on the CPU for Llama models
+    # What `domainbot ask` uses: llama.cpp on the CPU when installed, else native for Llama models.
+    backend = open_backend(settings).backend
     loaded = load_model(settings)  # the same model through transformers, for the bare baseline
     reference = TransformersBackend(loaded)
     params = generation_params(settings)
