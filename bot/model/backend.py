@@ -145,6 +145,28 @@ class StopStrings:
         return out
 
 
+class AnswerText:
+    """A token stream's text as it is shown: characters kept whole, and cut before the first stop string."""
+
+    def __init__(self, tokenizer: TextDecoder, stops: Sequence[str]) -> None:
+        self.decoder = IncrementalDecoder(tokenizer)
+        self.stops = StopStrings(stops)
+
+    @property
+    def stopped(self) -> bool:
+        return self.stops.stopped
+
+    def push(self, token_id: int) -> str:
+        """The text `token_id` adds that can be shown now."""
+        return self.stops.feed(self.decoder.push(token_id))
+
+    def finish(self) -> str:
+        """What is still held back once the answer ends (nothing after a stop string)."""
+        if self.stops.stopped:
+            return ""
+        return self.stops.feed(self.decoder.flush()) + self.stops.flush()
+
+
 def choose_next_token(
     logits: torch.Tensor, seen: torch.Tensor, params: GenerationParams, generator: torch.Generator | None
 ) -> int:
@@ -200,8 +222,7 @@ def decode(
     seen = torch.empty(len(prompt) + budget, dtype=torch.long)  # prompt then answer ids, for the penalty
     seen[: len(prompt)] = torch.tensor(prompt)
     length = len(prompt)
-    decoder = IncrementalDecoder(tokenizer)
-    stops = StopStrings(params.stop)
+    text = AnswerText(tokenizer, params.stop)
     step_input = torch.tensor([prompt], dtype=torch.long)  # (1, T) for the prefill, then (1, 1)
     for _ in range(budget):
         # Entered per step, not around the loop: a generator must not leave inference mode on for its caller.
@@ -215,18 +236,17 @@ def decode(
         seen[length] = token
         length += 1
         result.new_tokens += 1
-        piece = stops.feed(decoder.push(token))
+        piece = text.push(token)
         if piece:
             yield piece
-        if stops.stopped:
+        if text.stopped:
             result.finish_reason = "stop"
             break
         step_input = torch.tensor([[token]], dtype=torch.long)
-    tail = "" if stops.stopped else stops.feed(decoder.flush())
-    tail += "" if stops.stopped else stops.flush()
+    tail = text.finish()
     if tail:
         yield tail
-    if stops.stopped:
+    if text.stopped:
         result.finish_reason = "stop"
     result.timings["generate"] = time.perf_counter() - started
 

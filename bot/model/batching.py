@@ -40,11 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 from bot.errors import DomainbotError
 from bot.model.backend import (
+    AnswerText,
     GenerationParams,
     GenerationResult,
-    IncrementalDecoder,
     Message,
-    StopStrings,
     TransformersBackend,
     answer_budget,
     choose_next_token,
@@ -140,8 +139,7 @@ class _Row:
         self.seen = torch.empty(len(prompt) + max(self.budget, 0), dtype=torch.long)  # prompt then answer ids
         self.seen[: len(prompt)] = torch.tensor(prompt, dtype=torch.long)
         self.length = len(prompt)
-        self.decoder = IncrementalDecoder(loaded.tokenizer)
-        self.stops = StopStrings(self.params.stop)
+        self.text = AnswerText(loaded.tokenizer, self.params.stop)
         self.new_tokens = 0
         self.first_token = 0.0
         self.next_token = -1  # chosen, not yet in the KV cache: the row's input at the next step
@@ -162,10 +160,10 @@ class _Row:
         self.seen[self.length] = token
         self.length += 1
         self.new_tokens += 1
-        piece = self.stops.feed(self.decoder.push(token))
+        piece = self.text.push(token)
         if piece:
             self.request.out.put(_Piece(piece, self.new_tokens, self.first_token))
-        if self.stops.stopped:
+        if self.text.stopped:
             self.finish("stop")
         elif self.new_tokens >= self.budget:
             self.finish("length")
@@ -173,11 +171,10 @@ class _Row:
             self.next_token = token
 
     def finish(self, reason: str) -> None:
-        tail = "" if self.stops.stopped else self.stops.feed(self.decoder.flush())
-        tail += "" if self.stops.stopped else self.stops.flush()
+        tail = self.text.finish()
         if tail:
             self.request.out.put(_Piece(tail, self.new_tokens, self.first_token))
-        if self.stops.stopped:
+        if self.text.stopped:
             reason = "stop"
         timings = {"generate": time.perf_counter() - self.request.started}
         if self.first_token:

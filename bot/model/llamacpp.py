@@ -30,11 +30,10 @@ import numpy as np
 from bot.errors import DomainbotError
 from bot.model import text_formats
 from bot.model.backend import (
+    AnswerText,
     GenerationParams,
     GenerationResult,
-    IncrementalDecoder,
     Message,
-    StopStrings,
     answer_budget,
 )
 from bot.model.chat_format import compile_template, render_template
@@ -353,8 +352,7 @@ class LlamaCppBackend:
         seen = np.unique(np.asarray(prompt))  # prompt and answer ids, for the repetition penalty
         is_seen = np.zeros(engine.n_vocab, dtype=bool)
         is_seen[seen] = True
-        decoder = IncrementalDecoder(LlamaTextDecoder(engine))
-        stops = StopStrings(params.stop)
+        text = AnswerText(LlamaTextDecoder(engine), params.stop)
         token: int | None = None
         for _ in range(budget):
             if token is not None:  # the previous answer token; the prompt's last one was evaluated by prefill
@@ -368,15 +366,14 @@ class LlamaCppBackend:
                 is_seen[token] = True
                 seen = np.append(seen, token)
             result.new_tokens += 1
-            piece = stops.feed(decoder.push(token))
+            piece = text.push(token)
             if piece:
                 yield piece
-            if stops.stopped:
+            if text.stopped:
                 result.finish_reason = "stop"
                 break
-        tail = "" if stops.stopped else stops.feed(decoder.flush())
-        tail += "" if stops.stopped else stops.flush()
+        tail = text.finish()
         if tail:
             yield tail
-        if stops.stopped:
+        if text.stopped:
             result.finish_reason = "stop"
