@@ -26,7 +26,7 @@ from knowledge.config import KnowledgeConfig
 from knowledge.embedder import Embedder, SentenceTransformerEmbedder
 from knowledge.fusion import convex_combination, reciprocal_rank_fusion
 from knowledge.injection import MAX_INJECTION_SHARE, scan
-from knowledge.lexical import LexicalIndex
+from knowledge.lexical import LexicalIndex, chunk_context
 from knowledge.loaders import (
     Document,
     LoadError,
@@ -71,12 +71,33 @@ class KnowledgeBase:
         self.config = config
         config.store_dir.mkdir(parents=True, exist_ok=True)
         self.db = catalog.open_catalog(config.store_dir / "catalog.sqlite")
-        self.lexical = LexicalIndex(self.db)
+        self.lexical = LexicalIndex(self.db, config.lexical_context_weight)
         self.vectors = VectorStore(config.store_dir / "chroma", config.chroma_url, config.chroma_token)
         self._embedder = embedder
         self._lock = FileLock(str(config.store_dir / "write.lock"))
         # FileLock keeps other processes' writes apart; this lock keeps this process's threads apart.
         self._db_lock = threading.RLock()
+        self._rebuild_lexical_if_stale()
+
+    def _rebuild_lexical_if_stale(self) -> None:
+        """Recompute the lexical terms from the catalog when they were stored by another scheme (an older
+        version, another `lexical_context_weight`). Text only, no embedding: seconds for 100,000 chunks."""
+        scheme = self.lexical.scheme
+        if catalog.get_meta(self.db, "lexical_scheme") == scheme:
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if catalog.get_meta(self.db, "lexical_scheme") != scheme:  # not done by another process meanwhile
+                rows = self.db.execute(
+                    "SELECT c.rowid, c.text, d.title, c.section FROM chunks c JOIN documents d USING (source)"
+                ).fetchall()
+                self.lexical.rebuild([(r, text, chunk_context(t, section)) for r, text, t, section in rows])
+                catalog.set_meta(self.db, "lexical_scheme", scheme)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            self.lexical.invalidate()
+            raise
 
     @property
     def embedder(self) -> Embedder:
@@ -211,6 +232,7 @@ class KnowledgeBase:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             new_rowids: list[int] = []
+            contexts: list[str] = []
             cursor = 0
             for prepared in batch:
                 doc = prepared.document
@@ -241,8 +263,9 @@ class KnowledgeBase:
                         ),
                     )
                     new_rowids.append(int(row.lastrowid or 0))
+                    contexts.append(chunk_context(doc.title, chunk.section))
                     cursor += 1
-            self.lexical.add(new_rowids, texts)
+            self.lexical.add(new_rowids, texts, contexts)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")

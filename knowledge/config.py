@@ -30,6 +30,10 @@ class KnowledgeConfig:
     """How the two rankings are fused: a convex combination of cosine and normalised BM25 scores, or
     weighted reciprocal rank fusion."""
 
+    lexical_context_weight: int = 2
+    """How many times a chunk's document title and section heading count among its lexical terms (0: not
+    at all). Changing it recomputes the lexical index when the knowledge base is next opened."""
+
     rrf_k: int = 60
     """Rank offset of reciprocal rank fusion: larger values flatten the difference between ranks."""
 
@@ -58,6 +62,8 @@ class KnowledgeConfig:
             raise ValueError(f"`hybrid_weight` must be between 0 and 1, got {self.hybrid_weight}.")
         if self.fusion not in ("convex", "rrf"):
             raise ValueError(f"`fusion` must be 'convex' or 'rrf', got {self.fusion!r}.")
+        if not 0 <= self.lexical_context_weight <= 10:
+            raise ValueError(f"`lexical_context_weight` must be between 0 and 10, got {self.lexical_context_weight}.")
         if self.rrf_k < 1:
             raise ValueError(f"`rrf_k` must be at least 1, got {self.rrf_k}.")
         if self.max_document_mb <= 0:

@@ -7,6 +7,10 @@ Two fields carry the text instead:
   variants, and numbers inside dates and counts (1989년);
 - `w:` words: Latin words lowercased, and non-Latin words with a common Korean particle stripped.
 Each field has its own length normalisation; a term's BM25 weight is multiplied by its field's weight.
+
+A chunk is indexed with its context: the document's title and the chunk's section heading count among its
+terms, `context_weight` times over. A passage cut from the middle of a document rarely names what the
+document is about ("he was born in 1953" under the title "Kim Yi-su"), and questions do.
 """
 
 from __future__ import annotations
@@ -62,6 +66,20 @@ def lexical_terms(text: str) -> Counter[str]:
     return terms
 
 
+def chunk_terms(text: str, context: str, context_weight: int) -> Counter[str]:
+    """Terms of a chunk: its own text's, plus its context's (title, section) counted `context_weight` times."""
+    terms = lexical_terms(text)
+    if context_weight > 0:
+        for term, count in lexical_terms(context).items():
+            terms[term] += count * context_weight
+    return terms
+
+
+def chunk_context(title: str | None, section: str | None) -> str:
+    """The title and the section heading, once each (a section often repeats the title)."""
+    return "\n".join(dict.fromkeys(part for part in (title, section) if part))
+
+
 @dataclass
 class _Postings:
     """Term-major postings (CSC-like): documents of term t are `rows[starts[t]:starts[t + 1]]`."""
@@ -75,8 +93,9 @@ class _Postings:
 class LexicalIndex:
     """BM25 over chunks, kept in the catalog's SQLite database (tables `terms`, `chunk_terms`)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, context_weight: int = 2) -> None:
         self.db = db
+        self.context_weight = context_weight
         db.executescript(
             """
             CREATE TABLE IF NOT EXISTS terms (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
@@ -89,6 +108,18 @@ class LexicalIndex:
         self._postings: _Postings | None = None
         self._data_version = -1
         self._sync()
+
+    @property
+    def scheme(self) -> str:
+        """What the stored terms were computed with: terms stored by another scheme must be rebuilt."""
+        return f"bigram+word;context*{self.context_weight}"
+
+    def rebuild(self, chunks: Sequence[tuple[int, str, str]]) -> None:
+        """Replace every chunk's terms, from (rowid, text, context) rows, inside the caller's transaction."""
+        self.db.execute("DELETE FROM chunk_terms")
+        if chunks:
+            self.add([r for r, _, _ in chunks], [t for _, t, _ in chunks], [c for _, _, c in chunks])
+        self._postings = None
 
     def _sync(self) -> None:
         """Reload what another process (the CLI beside a running bot) committed since we last looked."""
@@ -110,10 +141,12 @@ class LexicalIndex:
         )
         self._vocabulary.update(assigned)
 
-    def add(self, chunk_rowids: Sequence[int], texts: Sequence[str]) -> None:
-        """Index chunks inside the caller's transaction."""
+    def add(self, chunk_rowids: Sequence[int], texts: Sequence[str], contexts: Sequence[str]) -> None:
+        """Index chunks, each with its context (`chunk_context`), inside the caller's transaction."""
         self._sync()
-        all_counts = [lexical_terms(text) for text in texts]
+        all_counts = [
+            chunk_terms(text, context, self.context_weight) for text, context in zip(texts, contexts, strict=True)
+        ]
         self._term_ids(term for counts in all_counts for term in counts)
         rows = []
         for rowid, counts in zip(chunk_rowids, all_counts, strict=True):

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from knowledge import HashEmbedder, KnowledgeBase, KnowledgeConfig, KnowledgeError
+from knowledge.loaders import Block, Document, content_hash
 from tests.fixtures.knowledge import HERE as FIXTURES
 from tests.fixtures.knowledge import make_pdf
 from tests.knowledge.conftest import CONSISTENT, CountingEmbedder, consistency
@@ -96,6 +98,21 @@ def test_reopened_knowledge_base_keeps_everything(config: KnowledgeConfig, docs:
     again = KnowledgeBase(config, HashEmbedder())
     assert len(again.sources()) == 3
     assert again.search("espresso pressure", k=1)[0].title == "Coffee notes"
+
+
+def test_lexical_terms_are_rebuilt_when_their_scheme_changes(tmp_path: Path) -> None:
+    """A knowledge base indexed without titles (an older version) finds passages by title once reopened."""
+    text = "1953년 고창군에서 태어나 법학과를 졸업했다."
+    document = Document("bio", "김이수", text, (Block(0, len(text), None, None),), content_hash(text.encode()), "txt")
+    config = KnowledgeConfig(data_dir=tmp_path, lexical_context_weight=0)
+    old = KnowledgeBase(config, HashEmbedder())
+    old.add_documents([document])
+    assert old.search("김이수", k=1, mode="lexical") == []
+    old.close()
+    embedder = CountingEmbedder()
+    new = KnowledgeBase(replace(config, lexical_context_weight=2), embedder)
+    assert [p.source for p in new.search("김이수", k=1, mode="lexical")] == ["bio"]
+    assert embedder.embedded == 0  # terms only: nothing re-embedded
 
 
 def test_a_different_embedder_is_refused(config: KnowledgeConfig, docs: Path) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from knowledge.lexical import LexicalIndex, lexical_terms, strip_particle
+from knowledge.lexical import LexicalIndex, chunk_context, lexical_terms, strip_particle
 
 TEXTS = {
     1: "서울은 대한민국의 수도이다. 한강이 서울을 가로질러 흐른다.",
@@ -18,7 +18,7 @@ TEXTS = {
 @pytest.fixture
 def index() -> LexicalIndex:
     lexical = LexicalIndex(sqlite3.connect(":memory:"))
-    lexical.add(list(TEXTS), list(TEXTS.values()))
+    lexical.add(list(TEXTS), list(TEXTS.values()), [""] * len(TEXTS))
     return lexical
 
 
@@ -57,7 +57,7 @@ def test_unknown_terms_find_nothing(index: LexicalIndex) -> None:
 
 def test_index_persists_and_removal_is_seen(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "lex.sqlite", isolation_level=None)
-    LexicalIndex(db).add(list(TEXTS), list(TEXTS.values()))
+    LexicalIndex(db).add(list(TEXTS), list(TEXTS.values()), [""] * len(TEXTS))
     db.close()
     reopened = LexicalIndex(sqlite3.connect(tmp_path / "lex.sqlite", isolation_level=None))
     assert reopened.search("black tea", 1)[0][0] == 4
@@ -68,10 +68,30 @@ def test_index_persists_and_removal_is_seen(tmp_path: Path) -> None:
 def test_writes_from_another_connection_are_seen(tmp_path: Path) -> None:
     path = tmp_path / "lex.sqlite"
     reader = LexicalIndex(sqlite3.connect(path, isolation_level=None))
-    reader.add([1], ["green tea"])
+    reader.add([1], ["green tea"], [""])
     assert [key for key, _ in reader.search("oolong", 5)] == []
     writer = LexicalIndex(sqlite3.connect(path, isolation_level=None))
-    writer.add([2], ["oolong tea from a second process"])
+    writer.add([2], ["oolong tea from a second process"], [""])
     assert [key for key, _ in reader.search("oolong", 5)] == [2]
-    reader.add([3], ["oolong again, new terms: formosa"])  # must not reuse an id the writer took
+    reader.add([3], ["oolong again, new terms: formosa"], [""])  # must not reuse an id the writer took
     assert [key for key, _ in writer.search("formosa", 5)] == [3]
+
+
+def test_the_title_and_section_of_a_chunk_count_as_its_terms() -> None:
+    """A passage that never names its subject is found by it, and the title outweighs a passing mention."""
+    index = LexicalIndex(sqlite3.connect(":memory:"), context_weight=2)
+    index.add(
+        [1, 2],
+        ["1953년 고창군에서 태어나 법학과를 졸업했다.", "김이수 판사와 함께 1953년 고창군 장터를 찾았다."],
+        [chunk_context("김이수", "생애"), chunk_context("고창군 장터", None)],
+    )
+    assert index.search("김이수는 몇 년에 태어났나?", 2)[0][0] == 1
+    plain = LexicalIndex(sqlite3.connect(":memory:"), context_weight=0)
+    plain.add([1, 2], ["1953년 고창군에서 태어나 법학과를 졸업했다.", "김이수 판사"], ["김이수", ""])
+    assert [key for key, _ in plain.search("김이수", 2)] == [2]
+
+
+def test_chunk_context_names_a_repeated_section_once() -> None:
+    assert chunk_context("Guide", "Guide") == "Guide"
+    assert chunk_context("Guide", "Install") == "Guide\nInstall"
+    assert chunk_context("Guide", None) == "Guide"
