@@ -265,6 +265,13 @@ class Settings(BaseSettings):
         20, ge=0, description="Messages one user may send per rate window; 0 turns the limit off."
     )
     telegram_rate_window: float = Field(60.0, gt=0.0, description="Length of the rate window in seconds.")
+    telegram_workers: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Questions from different chats the Telegram bot answers at once (the model batches them when "
+        "the backend can); one chat's messages are always answered in order.",
+    )
     telegram_stream_interval: float = Field(
         0.0,
         ge=0.0,

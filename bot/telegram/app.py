@@ -36,7 +36,7 @@ from bot.telegram.redaction import RedactSecrets, protect_logs
 log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = [UpdateType.MESSAGE, UpdateType.CALLBACK_QUERY]
-# Updates in progress at once. A question waiting for the engine thread costs only a task, and a low cap would
+# Updates in progress at once. A question waiting for an engine thread costs only a task, and a low cap would
 # make ratings and commands wait behind a queue of questions.
 CONCURRENT_UPDATES = 256
 # A long poll's HTTP read must outlast the poll itself.
@@ -170,7 +170,7 @@ def _unreachable(config: TelegramConfig, exc: TelegramError, redact: RedactSecre
 
 
 def serve(settings: Settings, announce: Callable[[str], None] | None = None) -> None:
-    """`domainbot telegram`: check the configuration, build the pipeline on its engine thread, then run the
+    """`domainbot telegram`: check the configuration, build the pipeline on an engine thread, then run the
     bot until stopped. `announce` hears what is happening, one line at a time."""
     from bot.services import build_pipeline
 
@@ -178,7 +178,7 @@ def serve(settings: Settings, announce: Callable[[str], None] | None = None) -> 
     check_webhook_support(config)
     if announce is not None:
         announce("Loading the model and the knowledge base…")
-    engine = Engine()
+    engine = Engine(config.workers)
     try:
         pipeline = engine.call(build_pipeline, settings)
         run_bot(build_application(BotCore(config, engine, pipeline), announce), config)

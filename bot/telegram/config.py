@@ -40,6 +40,8 @@ class TelegramConfig:
     rate_window: float = 60.0
     stream_interval: float = 0.0
     max_document_mb: float = 20.0
+    workers: int = 1
+    """Questions of different chats answered at once (see `Engine`)."""
 
     def __post_init__(self) -> None:
         if not self.token.get_secret_value().strip():
@@ -87,6 +89,7 @@ class TelegramConfig:
             rate_window=settings.telegram_rate_window,
             stream_interval=settings.telegram_stream_interval,
             max_document_mb=settings.max_document_mb,
+            workers=settings.telegram_workers,
         )
 
     @property

@@ -1,7 +1,7 @@
 """What the Telegram handlers call: answers, ratings, corrections, documents, statistics, exports, erasure.
 
 The handlers only parse updates and send replies; every decision and every store lives here. Work on the
-pipeline and the knowledge base runs on the engine thread; feedback writes run on a worker thread of their
+pipeline and the knowledge base runs on the engine's threads; feedback writes run on a worker thread of their
 own (the store is thread-safe), so a rating is acknowledged while a long answer is still being generated.
 """
 

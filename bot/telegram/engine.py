@@ -1,8 +1,10 @@
-"""The worker thread the pipeline lives on, so generation never blocks the event loop.
+"""The worker threads the pipeline runs on, so generation never blocks the event loop.
 
-One thread: one model answers one question at a time here anyway (a second thread would only share the same
-CPU cores; the HTTP API, which serves many clients, runs a pool). The event loop keeps serving every chat
-meanwhile: commands, ratings and typing actions do not wait for a question being answered.
+`workers` questions of different chats are answered at once: a batching backend (the transformers backend with
+`DOMAINBOT_MAX_BATCH` > 1, or an OpenAI-compatible server) generates them together, and an upload being
+ingested does not hold up questions. A backend that cannot batch (llama.cpp) answers them one after another
+behind its own lock. One chat's messages are kept in order by `BotCore.turn`, not here. The event loop keeps
+serving every chat meanwhile: commands, ratings and typing actions do not wait for a question being answered.
 """
 
 from __future__ import annotations
@@ -18,17 +20,20 @@ T = TypeVar("T")
 
 
 class Engine:
-    """Runs calls one at a time, in order, on its own thread."""
+    """Runs calls on a pool of `workers` threads; with one, one at a time and in order."""
 
-    def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="domainbot-engine")
+    def __init__(self, workers: int = 1) -> None:
+        if workers < 1:
+            raise ValueError(f"An engine needs at least one worker thread, got {workers}.")
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="domainbot-engine")
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn` on the engine thread and wait for it (for start-up, outside the event loop)."""
+        """Run `fn` on an engine thread and wait for it (for start-up, outside the event loop)."""
         return self._executor.submit(fn, *args, **kwargs).result()
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn` on the engine thread without blocking the event loop."""
+        """Run `fn` on an engine thread without blocking the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 

@@ -45,12 +45,18 @@ class Model(ScriptedBackend):
     def __init__(self) -> None:
         super().__init__(window=16384)  # room for long answers beside the passages
         self.hold: threading.Event | None = None
+        self.held = 0  # answers waiting at the gate right now
         self.failures = 0
         self.delay = 0.0
+        self._count = threading.Lock()
 
     def stream(self, messages: Sequence[Message], params: GenerationParams, result: GenerationResult) -> Iterator[str]:
         if self.hold is not None:
+            with self._count:
+                self.held += 1
             self.hold.wait(10)
+            with self._count:
+                self.held -= 1
         if self.failures:
             self.failures -= 1
             raise RuntimeError("the model broke")
@@ -130,7 +136,7 @@ def running_bot(
         )
         config = replace(config, **overrides)
         model = Model()
-        engine = Engine()
+        engine = Engine(config.workers)
         pipeline = engine.call(make_pipeline, tmp_path / "data", model, guard, 4000)
         core = BotCore(config, engine, pipeline)
         app = build_application(core)

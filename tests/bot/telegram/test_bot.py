@@ -228,6 +228,20 @@ def test_generation_runs_off_the_event_loop(bot: RunningBot) -> None:
     bot.fake.wait_for(lambda: bot.fake.bot_messages(ALICE), what="alice's answer")
 
 
+def test_questions_from_different_chats_are_answered_at_once(make_bot: Any) -> None:
+    with make_bot(workers=2) as bot:
+        bot.model.hold = threading.Event()
+        bot.model.enqueue([SUPPORTED, SUPPORTED])
+        alice, bob = bot.fake.user(ALICE), bot.fake.user(BOB, "Bob")
+        bot.fake.send_text(alice, QUESTION)
+        bot.fake.send_text(bob, QUESTION)
+        # With one worker the second question would wait for the first to finish, and only one would be held.
+        bot.fake.wait_for(lambda: bot.model.held == 2 or None, what="both answers generating at once")
+        bot.model.hold.set()
+        for user in (ALICE, BOB):
+            bot.fake.wait_for(lambda u=user: bot.fake.bot_messages(u), what=f"the answer to {user}")
+
+
 def test_a_failing_update_is_reported_and_the_bot_goes_on(bot: RunningBot, caplog: Any) -> None:
     bot.model.failures = 1
     bot.model.enqueue([SUPPORTED, SUPPORTED])
