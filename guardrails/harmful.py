@@ -12,31 +12,54 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from guardrails.literals import Matcher, prefilter_text
 from guardrails.policy import Category, HarmfulConfig, Rule, compile_pattern
 from guardrails.text import Variant
 from guardrails.verdict import Finding
 from knowledge.embedder import Embedder
 
+# An `unless` excuses a match only when it is this close (characters either side): in a long message, "the
+# history of" three paragraphs away does not excuse "how do I make sarin".
+UNLESS_WINDOW = 200
+_SENTENCE_END = re.compile(r"[.!?。？！\n]+")
 
-def rule_fires(rule: Rule, text: str, has_intent: bool) -> bool:
+
+def rule_fires(rule: Rule, text: str, has_intent: bool, folded: str | None = None) -> bool:
+    """`folded`: `prefilter_text(text)`, computed once per text by callers that try many rules."""
     if rule.needs_intent and not has_intent:
         return False
-    if not rule.compiled.search(text):
-        return False
-    return rule.compiled_unless is None or not rule.compiled_unless.search(text)
+    unless = rule.compiled_unless
+    if unless is None:
+        return rule.compiled.search(text, folded)
+    for match in rule.compiled.finditer(text, folded):
+        if not unless.search(text, folded, *_context(text, match.start(), match.end())):
+            return True
+    return False
+
+
+def _context(text: str, start: int, end: int) -> tuple[int, int]:
+    """The sentence (or sentences) that text[start:end] spans, at most UNLESS_WINDOW characters either way."""
+    lo = max(0, start - UNLESS_WINDOW)
+    ends = [m.end() for m in _SENTENCE_END.finditer(text, lo, start)]
+    if ends:
+        lo = ends[-1]
+    hi = min(len(text), end + UNLESS_WINDOW)
+    ahead = _SENTENCE_END.search(text, end, hi)
+    return lo, ahead.end() if ahead else hi
 
 
 def rule_findings(
-    rules: dict[str, list[Rule]], variants: Sequence[Variant], intent: Sequence[re.Pattern[str]], rail: str
+    rules: dict[str, list[Rule]], variants: Sequence[Variant], intent: Sequence[Matcher], rail: str
 ) -> list[Finding]:
     """One finding per (category, rule) that fires on any reading; decoded readings are named in the rule."""
     found: dict[tuple[str, str], Finding] = {}
     for variant in variants:
-        has_intent = any(p.search(variant.text) for p in intent)
+        folded = prefilter_text(variant.text)
+        has_intent = any(p.search(variant.text, folded) for p in intent)
         for category, category_rules in rules.items():
             for rule in category_rules:
                 key = (category, rule.name)
-                if key not in found and rule_fires(rule, variant.text, has_intent):
+                if key not in found and rule_fires(rule, variant.text, has_intent, folded):
                     name = rule.name if variant.how == "plain" else f"{rule.name}@{variant.how}"
                     found[key] = Finding(rail=rail, rule=f"{category}.{name}", category=category, score=1.0)
     return list(found.values())
@@ -66,13 +89,15 @@ class HarmfulDetector:
             self._benign = embedder.embed(benign) if benign else None  # (B, D)
 
     def has_intent(self, text: str) -> bool:
-        return any(p.search(text) for p in self.intent)
+        folded = prefilter_text(text)
+        return any(p.search(text, folded) for p in self.intent)
 
     def check_rules(self, variants: Sequence[Variant]) -> list[Finding]:
         return rule_findings(self.rules, variants, self.intent, rail="harmful")
 
     def in_game_or_fiction(self, text: str) -> bool:
-        return any(p.search(text) for p in self.settings)
+        folded = prefilter_text(text)
+        return any(p.search(text, folded) for p in self.settings)
 
     def classify(self, vector: np.ndarray, extra: float = 0.0) -> Finding | None:
         """The exemplar classifier for one (D,) unit vector; None when no category is close enough.

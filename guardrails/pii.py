@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from guardrails.literals import Matcher
 from guardrails.verdict import Finding
 
 
@@ -39,6 +40,9 @@ _SECRETS = {
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"
     ),
 }
+# The words each secret pattern needs (its prefix, or "secret" for AWS secret keys), for a cheap pre-check.
+_SECRET_HINTS = {name: Matcher(pattern.pattern, ignore_case=False) for name, pattern in _SECRETS.items()}
+_DIGIT = re.compile(r"\d")
 _RRN = re.compile(r"(?<!\d)(\d{2})(\d{2})(\d{2})\s?-?\s?([1-8])(\d{6})(?!\d)")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
@@ -104,10 +108,17 @@ def _matches(
 def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
     """Non-overlapping spans; on overlap the earlier kind wins: secret, email, rrn, card, iban, ip, phone."""
     wanted = set(kinds)
+    # Cheap pre-checks, one pass each: most messages have no digits, no '@' and no ':', and then most
+    # patterns (each a pass over up to `limits.max_chars` characters) cannot match.
+    if not _DIGIT.search(text):
+        wanted -= {"rrn", "card", "iban", "ip", "phone"}
+    if "@" not in text:
+        wanted.discard("email")
     candidates: list[Span] = []
     if "secret" in wanted:
         for name, pattern in _SECRETS.items():
-            candidates += [Span("secret", name, s, e) for s, e in _matches(pattern, text)]
+            if _SECRET_HINTS[name].could_match(text):
+                candidates += [Span("secret", name, s, e) for s, e in _matches(pattern, text)]
     if "email" in wanted:
         candidates += [Span("email", "email", s, e) for s, e in _matches(_EMAIL, text)]
     if "rrn" in wanted:
@@ -121,9 +132,11 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
         candidates += [Span("iban", "iban_mod97", s, e) for s, e in _matches(_IBAN, text, iban_ok)]
     if "ip" in wanted:
         candidates += [Span("ip", "ipv4", s, e) for s, e in _matches(_IPV4, text, _ip_ok)]
-        candidates += [
-            Span("ip", "ipv6", s, e) for s, e in _matches(_IPV6, text, lambda t: ":" in t and _ip_ok(t))
-        ]
+        candidates += (
+            [Span("ip", "ipv6", s, e) for s, e in _matches(_IPV6, text, lambda t: ":" in t and _ip_ok(t))]
+            if ":" in text
+            else []
+        )
     if "phone" in wanted:
         for name, pattern in _PHONES.items():
             phone_ok = lambda t: 9 <= len(_digits(t)) <= 15  # noqa: E731

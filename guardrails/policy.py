@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from guardrails.literals import Matcher
+
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
 _TERM = re.compile(r"<<(\w+)>>")
 
@@ -59,8 +61,8 @@ def _fraction(value: Any) -> float:
 Fraction = Annotated[float, BeforeValidator(_fraction)]
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
+def compile_pattern(pattern: str) -> Matcher:
+    return Matcher(pattern)
 
 
 class _Strict(BaseModel):
@@ -97,11 +99,11 @@ class Rule(_Strict):
         return value
 
     @cached_property
-    def compiled(self) -> re.Pattern[str]:
+    def compiled(self) -> Matcher:
         return compile_pattern(self.pattern)
 
     @cached_property
-    def compiled_unless(self) -> re.Pattern[str] | None:
+    def compiled_unless(self) -> Matcher | None:
         return compile_pattern(self.unless) if self.unless else None
 
 
@@ -174,7 +176,7 @@ class Limits(_Strict):
         default=2000, ge=100, description="Characters the rules read (head and tail, as for max_chars)."
     )
     embed_chars: int = Field(
-        default=1000, ge=50, description="Characters of a message given to the embedder."
+        default=500, ge=50, description="Characters of a message given to the embedder (see text.gist)."
     )
 
 

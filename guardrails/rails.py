@@ -12,10 +12,11 @@ import numpy as np
 
 from guardrails.harmful import HarmfulDetector, rule_findings
 from guardrails.jailbreak import JailbreakDetector, fragments
+from guardrails.literals import Matcher
 from guardrails.pii import find_pii, mask
 from guardrails.pii import findings as pii_findings
 from guardrails.policy import Policy, TopicalConfig, load_policy
-from guardrails.text import Variant, clean, cut, fold, language, to_text, variants
+from guardrails.text import Variant, clean, cut, fold, gist, language, to_text, variants
 from guardrails.topical import TopicalDetector
 from guardrails.verdict import Action, Finding, Verdict
 from knowledge.embedder import Embedder
@@ -23,13 +24,12 @@ from knowledge.embedder import Embedder
 # Earlier turns matter for split payloads, which come in short pieces: each is cut to this many characters.
 EARLIER_TURN_CHARS = 500
 # In an answer, numbered steps and the like count as "asking" for rules that need an intent.
-_INSTRUCTIONS = re.compile(
+_INSTRUCTIONS = Matcher(
     r"(?:^|\n)\s*(?:step\s*\d|\d+[.)]\s)"
     r"|\b(?:first,|then,|next,|finally,|you(?:'ll| will) need|ingredients|materials"
-    r"|instructions|here(?:'s| is) how)|(?:단계|먼저|다음으로|준비물|재료)",
-    re.IGNORECASE,
+    r"|instructions|here(?:'s| is) how)|(?:단계|먼저|다음으로|준비물|재료)"
 )
-_ALWAYS = re.compile("")
+_ALWAYS = Matcher("")
 
 
 @dataclass(frozen=True)
@@ -100,27 +100,33 @@ class Guardrails:
         text, truncated = clean(turns[-1], self.policy.limits.max_chars)
         spans = find_pii(text, self.policy.pii.kinds) if "pii" in rails else []
         masked = mask(text, spans, self.policy.pii.mask)
-        lang = language(text)
         base = _Passed(masked, truncated)
         if not text.strip():
             return Verdict(action="allowed", masked_text=base.text, truncated=base.truncated)
 
         scanned = cut(text, self.policy.limits.scan_chars)[0]
+        lang = language(scanned)
         readings = [*variants(scanned), *fragments(fold(scanned))]
         blocking = self._rule_findings(readings, rails)
         earlier = [clean(t, EARLIER_TURN_CHARS)[0] for t in turns[-self.policy.jailbreak.history_turns : -1]]
         if earlier:
             blocking += self._new_in_conversation(earlier, scanned, rails, {f.rule for f in blocking})
 
-        classify = "harmful" in rails and lang in self.policy.harmful.classifier_languages
-        # One embedder call per message, and none when a rule already decided or nothing would use it.
+        # The classifier judges only a text that asks for something (a question about a word or an event
+        # is not a request), and one embedder call serves it and the topical check: none when a rule already
+        # decided or nothing would use the vector (most messages that ask for nothing skip the model).
+        classify = (
+            not blocking
+            and "harmful" in rails
+            and lang in self.policy.harmful.classifier_languages
+            and any(self.harmful.has_intent(r.text) for r in readings)
+        )
         wanted = not blocking and (classify or ("topical" in rails and self.topical.active))
         vector = self._embed(masked) if wanted and self.embedder is not None else None
         if vector is not None and classify:
             setting = any(self.harmful.in_game_or_fiction(r.text) for r in readings)
             found = self.harmful.classify(vector, self.policy.harmful.setting_margin if setting else 0.0)
-            # Only a text that asks for something: a question about a word or an event is not a request.
-            if found and any(self.harmful.has_intent(r.text) for r in readings):
+            if found:
                 blocking.append(found)
 
         found_pii = pii_findings(spans)
@@ -202,7 +208,7 @@ class Guardrails:
 
     def _embed(self, text: str) -> np.ndarray | None:
         assert self.embedder is not None
-        return self.embedder.embed([text[: self.policy.limits.embed_chars]])[0]  # (D,)
+        return self.embedder.embed([gist(text, self.policy.limits.embed_chars)])[0]  # (D,)
 
     @staticmethod
     def _verdict(

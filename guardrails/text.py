@@ -16,7 +16,20 @@ import unicodedata
 from dataclasses import dataclass
 
 CUT_MARKER = "\n[…]\n"
-_KEEP_CONTROLS = {"\n", "\t"}
+# Control characters (category Cc: U+0000-U+001F and U+007F-U+009F) except newline and tab.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Invisible format characters (category Cf: soft hyphen, zero-width spaces, direction overrides, tag
+# characters...) as ranges, so dropping them is one regular-expression pass rather than a Python loop per
+# character (a test checks the ranges against unicodedata).
+_FORMAT = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]"
+)
+_FLOOD = re.compile(r"(.)\1{3,}", re.DOTALL)
+_SENTENCE_END = re.compile(r"(?<=[.!?。？！\n])\s+")
+_HANGUL = re.compile("[\uac00-\ud7a3\u3131-\u318e]")
+_LATIN = re.compile("[A-Za-z]")
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
 )
@@ -32,7 +45,11 @@ def to_text(value: str | bytes) -> str:
     """Any input as a str: bytes decoded as UTF-8 with bad sequences replaced, lone surrogates replaced."""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    return value.encode("utf-8", errors="replace").decode("utf-8")
+    try:
+        value.encode("utf-8")  # the common case: nothing to replace, no copy kept
+    except UnicodeEncodeError:
+        return value.encode("utf-8", errors="replace").decode("utf-8")
+    return value
 
 
 def cut(text: str, max_chars: int) -> tuple[str, bool]:
@@ -44,25 +61,51 @@ def cut(text: str, max_chars: int) -> tuple[str, bool]:
     return text[:head] + CUT_MARKER + text[-tail:], True
 
 
+def gist(text: str, max_chars: int) -> str:
+    """What the embedder reads: character floods cut to three ("!!!!!!!" -> "!!!"), sentences that repeat
+    an earlier one dropped, then the first `max_chars` characters. A megabyte of one emoji or one pasted
+    line then costs the model a few tokens rather than its whole window, and says the same."""
+    window = max_chars * 8
+    sentences = _SENTENCE_END.split(_FLOOD.sub(r"\1\1\1", text[:window]))
+    if len(text) > window and len(sentences) > 1:
+        sentences.pop()  # cut off in the middle
+    seen: set[str] = set()
+    kept: list[str] = []
+    size = 0
+    for sentence in sentences:
+        key = sentence.strip().lower()
+        if key and key in seen:
+            continue
+        seen.add(key)
+        kept.append(sentence)
+        size += len(sentence) + 1
+        if size >= max_chars:
+            break
+    return " ".join(kept)[:max_chars]
+
+
 def clean(value: str | bytes, max_chars: int) -> tuple[str, bool]:
-    """Cut, then drop control characters (newlines and tabs stay). Returns (text, was_cut)."""
-    text, was_cut = cut(to_text(value), max_chars)
-    text = "".join(ch for ch in text if ch in _KEEP_CONTROLS or unicodedata.category(ch) != "Cc")
-    return text, was_cut
+    """Cut, then drop control characters (newlines and tabs stay). Returns (text, was_cut). A str is cut
+    before anything else reads it, so a megabyte costs no more than `max_chars` here."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    text, was_cut = cut(value, max_chars)
+    return _CONTROLS.sub("", to_text(text)), was_cut
 
 
 def fold(text: str) -> str:
     """The form rules match against: NFKC, no invisible format characters, lower case, single spaces."""
-    text = unicodedata.normalize("NFKC", text)
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    text = _FORMAT.sub("", unicodedata.normalize("NFKC", text))
     text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
     return _WHITESPACE.sub(" ", text.lower()).strip()
 
 
 def language(text: str) -> str:
     """'ko' when Hangul makes up at least a third of the letters, else 'en'."""
-    hangul = sum(1 for ch in text if "\uac00" <= ch <= "\ud7a3" or "\u3131" <= ch <= "\u318e")
-    latin = sum(1 for ch in text if ch.isascii() and ch.isalpha())
+    if text.isascii():
+        return "en"
+    hangul = len(_HANGUL.findall(text))
+    latin = len(_LATIN.findall(text))
     return "ko" if hangul and hangul * 3 >= hangul + latin else "en"
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from guardrails import DEFAULT_POLICY_PATH, Guardrails, PolicyError, load_policy
+from guardrails.literals import Matcher, prefilter_text, required_literals
+from guardrails.policy import compile_pattern
+from guardrails.text import variants
+from tests.guardrails.cases import HARMFUL_EN, HARMFUL_KO, JAILBREAK_EN, JAILBREAK_KO, SAFE_EN, SAFE_KO
 
 
 def _write(tmp_path: Path, edit: dict[str, object] | None = None, path: tuple[str, ...] = ()) -> Path:
@@ -118,3 +123,38 @@ def test_disabled_rail_does_not_run(tmp_path: Path) -> None:
     guard = Guardrails(load_policy(_write(tmp_path, ["harmful", "jailbreak"], ("rails", "input"))))
     verdict = guard.check_input("mail me at someone@example.com")
     assert verdict.action == "allowed" and verdict.masked_text == "mail me at someone@example.com"
+
+
+def _texts(table: list[str] | list[tuple[str, str]]) -> list[str]:
+    return [item if isinstance(item, str) else item[0] for item in table]
+
+
+def test_literal_precheck_never_changes_whether_a_policy_pattern_matches() -> None:
+    policy = load_policy()
+    rules = [rule for category in policy.harmful.categories.values() for rule in category.rules]
+    rules += policy.jailbreak.rules
+    matchers = [rule.compiled for rule in rules] + [r.compiled_unless for r in rules if r.compiled_unless]
+    matchers += [compile_pattern(p) for p in policy.harmful.intent]
+    assert all(m.literals for m in matchers), "every shipped pattern should have a pre-check"
+    tables = (HARMFUL_EN, HARMFUL_KO, SAFE_EN, SAFE_KO, JAILBREAK_EN, JAILBREAK_KO)
+    checked = 0
+    for text in [t for table in tables for t in _texts(table)]:
+        for reading in variants(text):
+            folded = prefilter_text(reading.text)
+            for matcher in matchers:
+                expected = matcher.regex.search(reading.text) is not None
+                assert matcher.search(reading.text, folded) == expected, (matcher.pattern[:60], reading.text)
+                checked += expected
+    assert checked > 100  # the tables do exercise the patterns
+
+
+def test_required_literals_reads_the_words_a_match_needs() -> None:
+    assert required_literals(r"\b(?:kill|murder)\w*\s+(?:him|her)\b") == {"kill", "murder"}
+    assert required_literals(r"(?:SHOW|tell) me") == {"show", "tell"}  # lower case, as the text is looked up
+    assert required_literals(r"x?y*|z") is None  # an optional branch needs nothing
+    assert required_literals(r"(?:폭탄|총기)\w{0,3} ?만들") in ({"폭탄", "총기"}, {"만들"})
+    # Case-insensitive `re` pairs i with dotless ı and İ; the pre-check must not be stricter than that.
+    assert Matcher("kill him").search("KıLL HİM") and re.search("kill him", "KıLL HİM", re.IGNORECASE)
+    secret = Matcher(r"\bhf_[A-Za-z0-9]{30,}\b", ignore_case=False)
+    assert secret.literals == {"hf_"}
+    assert not secret.search("HF_" + "a" * 30) and secret.search("token hf_" + "a" * 30)
