@@ -110,8 +110,9 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
     wanted = set(kinds)
     # Cheap pre-checks, one pass each: most messages have no digits, no '@' and no ':', and then most
     # patterns (each a pass over up to `limits.max_chars` characters) cannot match.
-    if not _DIGIT.search(text):
-        wanted -= {"rrn", "card", "iban", "ip", "phone"}
+    digits = _DIGIT.search(text) is not None
+    if not digits:
+        wanted -= {"rrn", "card", "iban", "phone"}  # and IPv4; an IPv6 address can be all letters
     if "@" not in text:
         wanted.discard("email")
     candidates: list[Span] = []
@@ -131,12 +132,11 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
     if "iban" in wanted:
         candidates += [Span("iban", "iban_mod97", s, e) for s, e in _matches(_IBAN, text, iban_ok)]
     if "ip" in wanted:
-        candidates += [Span("ip", "ipv4", s, e) for s, e in _matches(_IPV4, text, _ip_ok)]
-        candidates += (
-            [Span("ip", "ipv6", s, e) for s, e in _matches(_IPV6, text, lambda t: ":" in t and _ip_ok(t))]
-            if ":" in text
-            else []
-        )
+        if digits:
+            candidates += [Span("ip", "ipv4", s, e) for s, e in _matches(_IPV4, text, _ip_ok)]
+        if ":" in text:
+            ipv6_ok = lambda t: ":" in t and _ip_ok(t)  # noqa: E731
+            candidates += [Span("ip", "ipv6", s, e) for s, e in _matches(_IPV6, text, ipv6_ok)]
     if "phone" in wanted:
         for name, pattern in _PHONES.items():
             phone_ok = lambda t: 9 <= len(_digits(t)) <= 15  # noqa: E731

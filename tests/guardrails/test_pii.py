@@ -31,6 +31,7 @@ ALL_KINDS = ["email", "phone", "card", "rrn", "ip", "iban", "secret"]
         ("rrn 0102033123451", "rrn", "0102033123451"),
         ("server at 203.0.113.45 is down", "ip", "203.0.113.45"),
         ("ipv6 2001:db8:85a3::8a2e:370:7334 here", "ip", "2001:db8:85a3::8a2e:370:7334"),
+        ("an all-letter ipv6 dead:beef::cafe here", "ip", "dead:beef::cafe"),
         ("pay to DE89 3704 0044 0532 0130 00", "iban", "DE89 3704 0044 0532 0130 00"),
         ("iban GB82WEST12345698765432", "iban", "GB82WEST12345698765432"),
         ("token " + FAKE_HF, "secret", FAKE_HF),
