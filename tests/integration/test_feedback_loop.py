@@ -31,6 +31,10 @@ def test_corrections_become_an_adapter_the_running_bot_answers_with(
 ) -> None:
     use_models(monkeypatch, prepared_models)
     monkeypatch.setenv("DOMAINBOT_MAX_NEW_TOKENS", "48")
+    # Short prompts: the training rows hold the prompt the bot built, and its length is what a step costs on two
+    # cores (one passage and no few-shot examples: 15 steps in about a minute instead of several).
+    monkeypatch.setenv("DOMAINBOT_RETRIEVAL_K", "1")
+    monkeypatch.setenv("DOMAINBOT_FEWSHOT_K", "0")
     settings = load_settings()
     # The bot as `domainbot chat` or the Telegram bot runs it, on the base model.
     bot = Pipeline.from_settings(settings)
