@@ -154,14 +154,16 @@ def ask(
 
     session = _session(_with_overrides(settings(), max_tokens, temperature, seed), raw)
     stream = not as_json and sys.stdout.isatty()
+    shown: list[str] = []
 
     def write(piece: str) -> None:
+        shown.append(piece)
         sys.stdout.write(piece)
         sys.stdout.flush()
 
     reply = session.ask(question, on_piece=write if stream else None)
     if not as_json:
-        show_reply(reply, sys.stdout, streamed=stream)
+        show_reply(reply, sys.stdout, streamed="".join(shown) if stream else None)
         return
     data = reply.to_json()
     data["timings"] = {**session.load_timings, **data["timings"]}

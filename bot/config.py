@@ -174,7 +174,7 @@ class Settings(BaseSettings):
         0.5, ge=0.0, le=1.0, description="Support a claim needs from its best passage to count as verified."
     )
     relevance_threshold: float = Field(
-        0.55,
+        0.52,
         ge=0.0,
         le=1.0,
         description="Score a passage sentence needs to count as answering the question (similarity plus shared "

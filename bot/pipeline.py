@@ -32,7 +32,7 @@ from bot.model.backend import Backend, GenerationParams, GenerationResult, Messa
 from bot.model.swap import serving
 from bot.prompting import ExampleSelector, FewShotExample, PromptText, build_messages, quote_passage
 from knowledge.calculator import Computation, check_equations, final_number, format_number, route
-from knowledge.extractive import SentenceMatch, answer_relevance, extractive_answer, rank_sentences
+from knowledge.extractive import SentenceMatch, adds_to, answer_relevance, extractive_answer, rank_sentences
 from knowledge.inform import UNVERIFIED_MARK, InformReport, Policy, check_claims, trim_repetition
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ class PipelineOptions:
     inform_policy: Policy = "annotate"
     inform_threshold: float = 0.5
     # Grounding score a passage sentence needs to count as answering the question.
-    relevance_threshold: float = 0.55
+    relevance_threshold: float = 0.52
     # When Inform leaves no supported claim, answer with the best passage sentences (False: say "not found").
     extractive_fallback: bool = True
     # Passages flagged as likely prompt injection are quoted inside a fence (False) or left out (True).
@@ -409,14 +409,14 @@ class Pipeline:
         if policy == "drop":
             for claim in answer.claims:
                 claim.kept = claim.verdict != "unsupported"
-        if policy != "annotate" and not any(c.verdict == "supported" for c in report.claims):
-            # Nothing the passages support is left (an abstention or a fragment at most): not an answer.
+        answering = [c for c in report.claims if c.verdict == "supported" and adds_to(question, c.text)]
+        if policy != "annotate" and not answering:
+            # Nothing the passages support is left beyond fragments, abstentions and restatements of the
+            # question: not an answer.
             return ""
         text = report.answer
         if policy != "annotate" and answer_relevance(question, text, self.embed) < self.options.relevance_threshold:
             # Supported by the passages, but not an answer to this question.
-            for claim in answer.claims:
-                claim.kept = False
             return ""
         if computation.kind in ("arithmetic", "word_problem"):
             checks = check_equations(raw)
@@ -435,7 +435,8 @@ class Pipeline:
         return text
 
     def _fallback(self, matches: list[SentenceMatch], sources: list[_Source], answer: Answer) -> str:
-        """The passages' best sentences, cited and checked; or "not found" with the closest passages."""
+        """The passages' best sentences, cited and checked; or "not found" with the closest passages. Nothing
+        the model wrote is kept."""
         for claim in answer.claims:
             claim.kept = False
         extract = ""
@@ -541,10 +542,12 @@ def _verdict_summary(verdict: Verdict) -> dict[str, Any]:
 
 
 def _not_found(used: list[_Source]) -> str:
+    """The honest answer, one line; the closest passages are cited, so every front end lists them."""
     if not used:
         return NOT_FOUND
-    closest = "\n".join(f"[{i}] {s.source}: {' '.join(s.plain_text.split())[:160]}" for i, s in enumerate(used, 1))
-    return f"{NOT_FOUND} The closest passages are:\n{closest}"
+    numbers = [f"[{i}]" for i in range(1, len(used) + 1)]
+    closest = numbers[0] if len(numbers) == 1 else f"{', '.join(numbers[:-1])} and {numbers[-1]}"
+    return f"{NOT_FOUND} The closest passages are {closest}."
 
 
 def _relevant(

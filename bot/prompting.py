@@ -30,7 +30,9 @@ class AnswerLimits(BaseModel):
     """Generation settings that belong to the prompt's answer style; unset, the bot's settings apply."""
 
     max_new_tokens: int | None = Field(default=None, ge=1, description="Most tokens in one answer (caps the setting).")
-    repetition_penalty: float | None = Field(default=None, ge=1.0, le=2.0, description="Replaces the setting's penalty.")
+    repetition_penalty: float | None = Field(
+        default=None, ge=1.0, le=2.0, description="Replaces the setting's penalty."
+    )
     stop: list[str] = Field(default_factory=list, description="Text that ends an answer (not included).")
 
 

@@ -25,6 +25,8 @@ COVERAGE_WEIGHT = 0.35
 PASSAGE_WEIGHT = 0.20
 # A sentence this short is a heading or a fragment, not an answer.
 MIN_SENTENCE_WORDS = 4
+# A sentence of an answer that adds fewer new words than this to the question's only restates it.
+MIN_NEW_TERMS = 3
 # A second sentence joins the best one only when it answers nearly as well.
 SECOND_SENTENCE_RATIO = 0.9
 _QUESTION_WORDS = frozenset(
@@ -34,6 +36,7 @@ _QUESTION_WORDS = frozenset(
 _SUFFIXES = ("ing", "ed", "es", "s", "e")
 _LIST_MARK = re.compile(r"^(?:[-*•]|\d+[.)])\s+")
 _END = re.compile(r"[.!?。:;]+$")
+_CITATION = re.compile(r"\[\d{1,2}\]")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,12 @@ def _unwrap(passage: str) -> list[str]:
                 lines.append(line)
         blocks.extend(lines)
     return blocks
+
+
+def adds_to(question: str, claim: str) -> bool:
+    """Whether a claim says something beyond the question: "No Telegram token is set." does not answer
+    "What happens when no Telegram token is set?", however well the passages support it."""
+    return len(_terms(_CITATION.sub("", claim)) - _terms(question)) >= MIN_NEW_TERMS
 
 
 def passage_sentences(passage: str) -> list[str]:

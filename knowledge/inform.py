@@ -236,6 +236,8 @@ def _apply(
         pieces.append(answer[cursor : claim.start])
         cursor = claim.end
         if claim.verdict == "skipped":
+            if policy == "drop" and not _WORD.search(_CITATION.sub("", claim.text)):
+                continue  # a citation left on its own once the claims around it went
             pieces.append(claim.text)
             continue
         text = _repair_citations(claim, index, supports, count, threshold)

@@ -215,7 +215,8 @@ def test_strict_policy_answers_an_uncovered_question_without_the_model(
     pieces: list[str] = []
     answer = pipeline.answer("What colour is the delivery van?", on_piece=pieces.append)
     assert backend.calls == [] and answer.path == "not_found"
-    assert answer.text.startswith(f"{NOT_FOUND} The closest passages are:\n[1] ")
+    assert answer.text == f"{NOT_FOUND} The closest passages are [1] and [2]."
+    assert [c.source.rsplit("/", 1)[-1] for c in answer.citations] == ["heating.md", "warranty.md"]
     assert "".join(pieces) == answer.text and answer.interaction_id is not None
 
 

@@ -1,6 +1,7 @@
 from knowledge.embedder import HashEmbedder
 from knowledge.extractive import (
     SentenceMatch,
+    adds_to,
     answer_relevance,
     coverage,
     extractive_answer,
@@ -55,3 +56,9 @@ def test_answer_relevance_tells_an_answer_from_a_supported_digression() -> None:
     off_topic = answer_relevance(question, "The largest file the knowledge base accepts is 20 megabytes [1].", embed)
     assert on_topic > off_topic + 0.15
     assert answer_relevance(question, "", embed) == 0.0
+
+
+def test_a_restatement_of_the_question_adds_nothing() -> None:
+    question = "What happens when no Telegram token is set?"
+    assert not adds_to(question, "No Telegram token is set [2].")
+    assert adds_to(question, "Without a token, domainbot starts a chat in the terminal [2].")
