@@ -32,7 +32,14 @@ from bot.model.backend import Backend, GenerationParams, GenerationResult, Messa
 from bot.model.swap import serving
 from bot.prompting import ExampleSelector, FewShotExample, PromptText, build_messages, quote_passage
 from knowledge.calculator import Computation, check_equations, final_number, format_number, route
-from knowledge.extractive import SentenceMatch, adds_to, answer_relevance, extractive_answer, rank_sentences
+from knowledge.extractive import (
+    SentenceMatch,
+    adds_to,
+    answer_relevance,
+    drop_headings,
+    extractive_answer,
+    rank_sentences,
+)
 from knowledge.inform import UNVERIFIED_MARK, InformReport, Policy, check_claims, trim_repetition
 
 if TYPE_CHECKING:
@@ -401,7 +408,9 @@ class Pipeline:
     ) -> str:
         """The model's answer after Inform's policy; "" when nothing of it stands (the fallback answers then)."""
         policy = self.options.inform_policy
-        text = raw.strip() if policy == "annotate" else trim_repetition(raw.strip())
+        text = raw.strip()
+        if policy != "annotate":
+            text = drop_headings(trim_repetition(text), [s.plain_text for s in used])
         if not text:
             return ""
         report = check_claims(text, [s.plain_text for s in used], self.embed, self.options.inform_threshold, policy)

@@ -89,6 +89,18 @@ def adds_to(question: str, claim: str) -> bool:
     return len(_terms(_CITATION.sub("", claim)) - _terms(question)) >= MIN_NEW_TERMS
 
 
+def drop_headings(answer: str, passages: Sequence[str]) -> str:
+    """The answer without sentences that only copy a passage's heading ("Ratings and training rounds [1].")."""
+
+    def key(text: str) -> str:
+        return " ".join(_END.sub("", _CITATION.sub("", text)).casefold().split())
+
+    headings = {key(block) for passage in passages for block in _unwrap(passage) if not _END.search(block)}
+    sentences = [text for text, _, _ in split_claims(answer)]
+    kept = [text for text in sentences if key(text) not in headings]
+    return " ".join(kept) if len(kept) < len(sentences) else answer
+
+
 def passage_sentences(passage: str) -> list[str]:
     """The sentences of a passage that could answer something: list marks removed, headings left out."""
     sentences = []

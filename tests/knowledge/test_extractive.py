@@ -4,6 +4,7 @@ from knowledge.extractive import (
     adds_to,
     answer_relevance,
     coverage,
+    drop_headings,
     extractive_answer,
     passage_sentences,
     rank_sentences,
@@ -62,3 +63,9 @@ def test_a_restatement_of_the_question_adds_nothing() -> None:
     question = "What happens when no Telegram token is set?"
     assert not adds_to(question, "No Telegram token is set [2].")
     assert adds_to(question, "Without a token, domainbot starts a chat in the terminal [2].")
+
+
+def test_copied_headings_are_dropped_from_an_answer() -> None:
+    answer = "Rating an answer [1]. A user who rates an answer down can also send a corrected answer [1]."
+    assert drop_headings(answer, [RATING]) == "A user who rates an answer down can also send a corrected answer [1]."
+    assert drop_headings("Nothing copied here.", [RATING]) == "Nothing copied here."
