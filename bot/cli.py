@@ -154,14 +154,16 @@ def ask(
 
     session = _session(_with_overrides(settings(), max_tokens, temperature, seed), raw)
     stream = not as_json and sys.stdout.isatty()
+    shown: list[str] = []
 
     def write(piece: str) -> None:
+        shown.append(piece)
         sys.stdout.write(piece)
         sys.stdout.flush()
 
     reply = session.ask(question, on_piece=write if stream else None)
     if not as_json:
-        show_reply(reply, sys.stdout, streamed=stream)
+        show_reply(reply, sys.stdout, streamed="".join(shown) if stream else None)
         return
     data = reply.to_json()
     data["timings"] = {**session.load_timings, **data["timings"]}
@@ -209,6 +211,39 @@ def eval_gsm8k(
     ):
         if key in report:
             typer.echo(f"{key:>30}: {report[key]}")
+
+
+@eval_app.command("answers")
+def eval_answers(
+    questions: Annotated[
+        Path | None,
+        typer.Option("--questions", help="JSON lines: question, source, section, expect, or covered: false "
+        "(default: questions about the sample pack)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=0, help="Answer only the first N questions (0: all).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with every answer.")] = False,
+) -> None:
+    """Answer a question set through the pipeline: how many answers are grounded, cite the right source, are
+    correct, and how many questions the knowledge base does not cover get an honest 'not found'."""
+    from itertools import count
+
+    from bot.answer_eval import evaluate, load_questions
+    from bot.model.factory import pin_active_adapter
+    from bot.pipeline import Pipeline
+
+    items = load_questions(questions)
+    items = items[:limit] if limit else items
+    pipeline = Pipeline.from_settings(pin_active_adapter(settings()))
+    ids = count()
+    report = evaluate(items, lambda q: pipeline.answer(q, f"eval-{next(ids)}", channel="eval", log=False))
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
+        return
+    for grade in report.grades:
+        mark = "covered" if grade.covered else "not covered"
+        typer.echo(f"[{grade.path}, {grade.seconds:.1f}s, {mark}] {grade.question}\n  {grade.text}")
+    for key, value in report.summary().items():
+        typer.echo(f"{key:>14}: {value}")
 
 
 @model_app.command("prepare")

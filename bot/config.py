@@ -164,13 +164,27 @@ class Settings(BaseSettings):
     )
     fewshot_k: int = Field(2, ge=0, le=10, description="Few-shot examples per question, the most similar first.")
     retrieval_k: int = Field(4, ge=0, le=20, description="Passages retrieved per question.")
-    inform_policy: Literal["annotate", "drop", "refuse"] = Field(
-        "annotate",
+    inform_policy: Literal["auto", "annotate", "drop", "refuse"] = Field(
+        "auto",
         description="What Inform does with claims the passages do not support: mark them (unverified), drop "
-        "them, or answer that it could not verify the answer.",
+        "them, or answer from the passages when any is unsupported; 'auto' drops them for the embedded model "
+        "(too small to answer beyond its passages) and marks them for other models.",
     )
     inform_threshold: float = Field(
         0.5, ge=0.0, le=1.0, description="Support a claim needs from its best passage to count as verified."
+    )
+    relevance_threshold: float = Field(
+        0.52,
+        ge=0.0,
+        le=1.0,
+        description="Score a passage sentence needs to count as answering the question (similarity plus shared "
+        "words). With the drop or refuse policy, a question no sentence answers gets 'not found' without "
+        "generation; answers made of passage sentences use only sentences above it.",
+    )
+    extractive_fallback: bool = Field(
+        True,
+        description="When Inform leaves nothing of the model's answer standing, answer with the passage sentences "
+        "that best answer the question, cited (off: say it could not find the answer).",
     )
     drop_flagged_passages: bool = Field(
         False, description="Leave out passages flagged as likely prompt injection instead of fencing them."

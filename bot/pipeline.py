@@ -1,6 +1,13 @@
 """The answer pipeline every front end calls: one question in, one checked, cited, logged answer out.
 
-    input rails -> retrieval -> computation -> prompt -> generation (streamed) -> Inform -> output rails -> log
+    input rails -> retrieval -> computation -> grounding -> prompt -> generation (streamed) -> Inform
+    -> (extractive fallback) -> output rails -> log
+
+Grounding ranks the passage sentences by how well they answer the question. With the "drop" or "refuse"
+policy, a question no sentence answers gets an honest "not found" with the closest passages, without spending
+time on generation; and when Inform leaves nothing of the model's answer standing (a small model often writes
+fluent text the passages do not support), the answer is made of the best passage sentences, cited, instead.
+`Answer.path` says which of these produced the text.
 
 Each stage is a call on an object built once (`Pipeline.from_settings`) and is timed. A stage that fails on
 bad input or a broken dependency degrades the answer instead of ending it: an empty knowledge base gives no
@@ -14,7 +21,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -25,7 +32,15 @@ from bot.model.backend import Backend, GenerationParams, GenerationResult, Messa
 from bot.model.swap import serving
 from bot.prompting import ExampleSelector, FewShotExample, PromptText, build_messages, quote_passage
 from knowledge.calculator import Computation, check_equations, final_number, format_number, route
-from knowledge.inform import UNVERIFIED_MARK, Policy, check_claims
+from knowledge.extractive import (
+    SentenceMatch,
+    adds_to,
+    answer_relevance,
+    drop_headings,
+    extractive_answer,
+    rank_sentences,
+)
+from knowledge.inform import UNVERIFIED_MARK, InformReport, Policy, check_claims, trim_repetition
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,7 +54,13 @@ log = logging.getLogger(__name__)
 
 OnPiece = Callable[[str], None]
 EMPTY_QUESTION = "Please type a question — I did not get any text."
-UNVERIFIED = "I could not verify an answer to this against the knowledge base."
+NOT_FOUND = "I could not find this in the knowledge base."
+# Passages whose best sentence scores this far below the relevance threshold stay out of the prompt: a small
+# model copies whatever it is shown, relevant or not.
+PROMPT_MARGIN = 0.1
+# Which stage wrote the answer's text: the model (checked by Inform), the passages' own sentences, the honest
+# "not found", the calculator, a rail's refusal, or the note that the question was empty.
+AnswerPath = Literal["generated", "extractive", "not_found", "calculator", "blocked", "empty"]
 
 
 class Citation(BaseModel):
@@ -51,11 +72,14 @@ class Citation(BaseModel):
 
 
 class ClaimResult(BaseModel):
+    """One sentence Inform checked: the model's (kept in the answer or dropped) or an extracted one."""
+
     text: str
     verdict: str
     support: float
     passage: int | None = None
     reasons: list[str] = Field(default_factory=list)
+    kept: bool = True
 
 
 class EquationResult(BaseModel):
@@ -82,6 +106,7 @@ class Answer(BaseModel):
 
     text: str
     conversation_id: str
+    path: AnswerPath = "generated"
     interaction_id: str | None = None
     blocked: bool = False
     notes: list[str] = Field(default_factory=list)
@@ -108,6 +133,10 @@ class PipelineOptions:
     fewshot_k: int = 2
     inform_policy: Policy = "annotate"
     inform_threshold: float = 0.5
+    # Grounding score a passage sentence needs to count as answering the question.
+    relevance_threshold: float = 0.52
+    # When Inform leaves no supported claim, answer with the best passage sentences (False: say "not found").
+    extractive_fallback: bool = True
     # Passages flagged as likely prompt injection are quoted inside a fence (False) or left out (True).
     drop_flagged_passages: bool = False
 
@@ -200,10 +229,10 @@ class Pipeline:
         answer.verdicts["input"] = _verdict_summary(verdict_in)
         masked = verdict_in.masked_text.strip()
         if not masked:
-            answer.text = EMPTY_QUESTION
+            answer.text, answer.path = EMPTY_QUESTION, "empty"
             return self._finish(answer, masked, [], user_id, channel, clock)
         if not verdict_in.allowed:
-            answer.text, answer.blocked = verdict_in.message or "I can't help with that.", True
+            answer.text, answer.blocked, answer.path = verdict_in.message or "I can't help with that.", True, "blocked"
             return self._finish(answer, masked, [], user_id, channel, clock)
         if verdict_in.message:  # e.g. the topical rail's note on an off-topic question
             answer.notes.append(verdict_in.message)
@@ -215,14 +244,25 @@ class Pipeline:
         answer.computation = computation
         if computation.source == "calculator" and computation.text:
             # Plain arithmetic: the calculator's exact result is the answer; a model can only get it wrong.
-            answer.text = f"{computation.text} [1]"
-            answer.citations = _citations(answer.text, trusted)
-            if remember:
-                self.memory.add(conversation_id, masked, answer.text)
-            if on_piece is not None:
-                on_piece(answer.text)
-            return self._finish(answer, masked, trusted, user_id, channel, clock)
-        sources = trusted + [self._quote(p) for p in passages]
+            answer.text, answer.path = f"{computation.text} [1]", "calculator"
+            return self._deliver(answer, masked, trusted, user_id, channel, clock, remember, on_piece)
+
+        # "annotate" trusts the model to answer and marks what does not hold up; "drop" and "refuse" keep only
+        # grounded text, so they also keep unrelated passages out of the prompt and skip hopeless generations.
+        strict = self.options.inform_policy != "annotate"
+        with clock("grounding"):
+            ranked = rank_sentences(masked, [p.text for p in passages], self.embed)
+            floor = self.options.relevance_threshold - PROMPT_MARGIN if strict else 0.0
+            kept, matches = _relevant(passages, ranked, floor)
+            # Trusted computed passages come first in the numbering, and answer the question by construction.
+            matches = [replace(m, passage=m.passage + len(trusted)) for m in matches]
+        answers_question = bool(trusted) or bool(matches and matches[0].score >= self.options.relevance_threshold)
+        if strict and not answers_question:
+            # Whatever the model wrote here, the policy would drop it as unsupported: say so now, and quickly.
+            closest = [self._quote(p) for p in passages]
+            answer.text, answer.path = _not_found(closest), "not_found"
+            return self._deliver(answer, masked, closest, user_id, channel, clock, remember, on_piece)
+        sources = trusted + [self._quote(p) for p in kept]
 
         with clock("prompt"):
             examples = self.selector.select(masked, self.options.fewshot_k)
@@ -238,6 +278,7 @@ class Pipeline:
                 budget,
             )
         used = sources[: parts.passages_used]
+        params = self._answer_params(params)
 
         result = GenerationResult()
         with clock("generate"):
@@ -248,12 +289,17 @@ class Pipeline:
             timings["first_token"] = result.timings["first_token"]
 
         with clock("inform"):
-            text = self._inform(raw, used, computation, answer)
+            text = self._inform(masked, raw, used, computation, answer)
+        if not text:
+            with clock("extractive"):
+                text = self._fallback(matches, sources, answer)
+            # The fallback may cite passages the prompt had no room for.
+            used = sources
         with clock("output_rails"):
             verdict_out = self.guard.check_output(masked, text, [s.plain_text for s in used])
         answer.verdicts["output"] = _verdict_summary(verdict_out)
         if not verdict_out.allowed:
-            text, answer.blocked = verdict_out.message or "I can't share that answer.", True
+            text, answer.blocked, answer.path = verdict_out.message or "I can't share that answer.", True, "blocked"
         elif verdict_out.action == "masked":
             text = verdict_out.masked_text
         answer.text = text
@@ -262,6 +308,35 @@ class Pipeline:
         if remember:
             self.memory.add(conversation_id, masked, text.replace(UNVERIFIED_MARK, ""))
         return self._finish(answer, masked, used, user_id, channel, clock, parts.messages)
+
+    def _deliver(
+        self,
+        answer: Answer,
+        masked: str,
+        used: list[_Source],
+        user_id: str,
+        channel: str,
+        clock: _Clock,
+        remember: bool,
+        on_piece: OnPiece | None,
+    ) -> Answer:
+        """Send an answer that no model wrote: cite, remember, stream it whole, log."""
+        answer.citations = _citations(answer.text, used)
+        if remember:
+            self.memory.add(answer.conversation_id, masked, answer.text)
+        if on_piece is not None:
+            on_piece(answer.text)
+        return self._finish(answer, masked, used, user_id, channel, clock)
+
+    def _answer_params(self, params: GenerationParams) -> GenerationParams:
+        """The generation parameters with the prompt file's limits for answers applied."""
+        limits = self.prompt_text.generation
+        return replace(
+            params,
+            max_new_tokens=min(params.max_new_tokens, limits.max_new_tokens or params.max_new_tokens),
+            repetition_penalty=limits.repetition_penalty or params.repetition_penalty,
+            stop=(*params.stop, *(s for s in limits.stop if s not in params.stop)),
+        )
 
     def _retrieve(self, query: str) -> list[Passage]:
         if self.knowledge is None or self.options.retrieval_k == 0:
@@ -328,18 +403,30 @@ class Pipeline:
                 close()
         return pieces
 
-    def _inform(self, raw: str, used: list[_Source], computation: ComputationResult, answer: Answer) -> str:
+    def _inform(
+        self, question: str, raw: str, used: list[_Source], computation: ComputationResult, answer: Answer
+    ) -> str:
+        """The model's answer after Inform's policy; "" when nothing of it stands (the fallback answers then)."""
+        policy = self.options.inform_policy
         text = raw.strip()
+        if policy != "annotate":
+            text = drop_headings(trim_repetition(text), [s.plain_text for s in used])
         if not text:
-            return UNVERIFIED
-        report = check_claims(
-            text, [s.plain_text for s in used], self.embed, self.options.inform_threshold, self.options.inform_policy
-        )
-        answer.claims = [
-            ClaimResult(text=c.text, verdict=c.verdict, support=c.support, passage=c.best_passage, reasons=c.reasons)
-            for c in report.claims
-        ]
-        text = report.answer or _unverified(used)
+            return ""
+        report = check_claims(text, [s.plain_text for s in used], self.embed, self.options.inform_threshold, policy)
+        answer.claims = _claim_results(report, kept=True)
+        if policy == "drop":
+            for claim in answer.claims:
+                claim.kept = claim.verdict != "unsupported"
+        answering = [c for c in report.claims if c.verdict == "supported" and adds_to(question, c.text)]
+        if policy != "annotate" and not answering:
+            # Nothing the passages support is left beyond fragments, abstentions and restatements of the
+            # question: not an answer.
+            return ""
+        text = report.answer
+        if policy != "annotate" and answer_relevance(question, text, self.embed) < self.options.relevance_threshold:
+            # Supported by the passages, but not an answer to this question.
+            return ""
         if computation.kind in ("arithmetic", "word_problem"):
             checks = check_equations(raw)
             computation.equations = [
@@ -355,6 +442,24 @@ class Pipeline:
             if stated is None or abs(stated - computation.value) > 1e-6 * max(1.0, abs(computation.value)):
                 text += f"\n\nThe calculator gives {computation.expression} = {format_number(computation.value)}."
         return text
+
+    def _fallback(self, matches: list[SentenceMatch], sources: list[_Source], answer: Answer) -> str:
+        """The passages' best sentences, cited and checked; or "not found" with the closest passages. Nothing
+        the model wrote is kept."""
+        for claim in answer.claims:
+            claim.kept = False
+        extract = ""
+        if self.options.extractive_fallback:
+            extract = extractive_answer(matches, self.options.relevance_threshold)
+        if not extract:
+            answer.path = "not_found"
+            return _not_found(sources)
+        answer.path = "extractive"
+        report = check_claims(
+            extract, [s.plain_text for s in sources], self.embed, self.options.inform_threshold, "annotate"
+        )
+        answer.claims += _claim_results(report, kept=True)
+        return report.answer
 
     def _finish(
         self,
@@ -445,11 +550,36 @@ def _verdict_summary(verdict: Verdict) -> dict[str, Any]:
     return {"action": verdict.action, "rail": verdict.rail, "rule": verdict.rule, "category": verdict.category}
 
 
-def _unverified(used: list[_Source]) -> str:
+def _not_found(used: list[_Source]) -> str:
+    """The honest answer, one line; the closest passages are cited, so every front end lists them."""
     if not used:
-        return UNVERIFIED
-    closest = "\n".join(f"[{i}] {s.source}: {s.plain_text[:160]}" for i, s in enumerate(used, start=1))
-    return f"{UNVERIFIED} The closest passages are:\n{closest}"
+        return NOT_FOUND
+    numbers = [f"[{i}]" for i in range(1, len(used) + 1)]
+    closest = numbers[0] if len(numbers) == 1 else f"{', '.join(numbers[:-1])} and {numbers[-1]}"
+    return f"{NOT_FOUND} The closest passages are {closest}."
+
+
+def _relevant(
+    passages: list[Passage], matches: list[SentenceMatch], floor: float
+) -> tuple[list[Passage], list[SentenceMatch]]:
+    """The passages with a sentence scoring at least `floor`, in retrieval order, and their sentences renumbered
+    to match."""
+    best: dict[int, float] = {}
+    for match in matches:
+        best[match.passage] = max(best.get(match.passage, 0.0), match.score)
+    numbers = [n for n in range(1, len(passages) + 1) if best.get(n, 0.0) >= floor]
+    renumber = {old: new for new, old in enumerate(numbers, start=1)}
+    kept = [replace(m, passage=renumber[m.passage]) for m in matches if m.passage in renumber]
+    return [passages[n - 1] for n in numbers], kept
+
+
+def _claim_results(report: InformReport, kept: bool) -> list[ClaimResult]:
+    return [
+        ClaimResult(
+            text=c.text, verdict=c.verdict, support=c.support, passage=c.best_passage, reasons=c.reasons, kept=kept
+        )
+        for c in report.claims
+    ]
 
 
 def _citations(text: str, used: list[_Source]) -> list[Citation]:

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from bot.errors import DomainbotError
 from bot.model.backend import Message
@@ -24,6 +24,16 @@ from bot.model.backend import Message
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 DEFAULT_PROMPT_FILE = PROMPTS_DIR / "default.yaml"
 DEFAULT_FEWSHOT_FILE = PROMPTS_DIR / "fewshot.jsonl"
+
+
+class AnswerLimits(BaseModel):
+    """Generation settings that belong to the prompt's answer style; unset, the bot's settings apply."""
+
+    max_new_tokens: int | None = Field(default=None, ge=1, description="Most tokens in one answer (caps the setting).")
+    repetition_penalty: float | None = Field(
+        default=None, ge=1.0, le=2.0, description="Replaces the setting's penalty."
+    )
+    stop: list[str] = Field(default_factory=list, description="Text that ends an answer (not included).")
 
 
 class PromptText(BaseModel):
@@ -34,6 +44,7 @@ class PromptText(BaseModel):
     question_intro: str
     no_passages: str
     fenced_passage_note: str
+    generation: AnswerLimits = AnswerLimits()
 
 
 class FewShotExample(BaseModel):
@@ -100,7 +111,9 @@ def load_examples(path: Path | None = None) -> list[FewShotExample]:
 
 
 class ExampleSelector:
-    """Picks the few-shot examples most similar to a question (cosine similarity of embeddings)."""
+    """Picks the few-shot examples most similar to a question (cosine similarity of embeddings), those in the
+    question's script first: an English embedder places Korean text anywhere, and a small model answers in
+    the language of its examples."""
 
     def __init__(self, examples: Sequence[FewShotExample], embed: Callable[[Sequence[str]], np.ndarray]) -> None:
         self.examples = list(examples)
@@ -110,9 +123,16 @@ class ExampleSelector:
     def select(self, question: str, k: int) -> list[FewShotExample]:
         if k <= 0 or not self.examples:
             return []
-        scores = self.vectors @ self.embed([question])[0]  # (N,)
+        hangul = _is_hangul(question)
+        same_script = np.array([_is_hangul(e.question) == hangul for e in self.examples], dtype=np.float32)
+        scores = self.vectors @ self.embed([question])[0] + 2.0 * same_script  # (N,); cosine is at most 1
         order = np.argsort(-scores, kind="stable")[:k]
         return [self.examples[i] for i in order]
+
+
+def _is_hangul(text: str) -> bool:
+    letters = [c for c in text if c.isalpha()]
+    return sum("\uac00" <= c <= "\ud7a3" or "\u3131" <= c <= "\u318e" for c in letters) * 2 > len(letters)
 
 
 def passages_block(passages: Sequence[str], text: PromptText) -> str:
@@ -123,11 +143,12 @@ def passages_block(passages: Sequence[str], text: PromptText) -> str:
 
 
 def quote_passage(passage: PassageLike, flagged: bool, text: PromptText) -> str:
-    """A passage as data: source first, and a fence around text that reads like instructions to the model."""
+    """A passage as data, with a fence around text that reads like instructions to the model. The number in
+    front is what the model cites; the source stays out, because a small model copies it into the answer."""
     body = " ".join(passage.text.split())
     if flagged:
         body = f"{text.fenced_passage_note}\n<<<\n{body}\n>>>"
-    return f"({passage.source}) {body}"
+    return body
 
 
 def user_turn(question: str, passages: Sequence[str], text: PromptText) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from bot.config import Settings
+from bot.config import EMBEDDED_MODEL, Settings
 from bot.errors import DomainbotError
 
 if TYPE_CHECKING:
     from bot.pipeline import Pipeline
     from knowledge import KnowledgeBase, KnowledgeConfig
     from knowledge.embedder import Embedder
+    from knowledge.inform import Policy
 
 
 def knowledge_config(settings: Settings) -> KnowledgeConfig:
@@ -44,6 +45,15 @@ def open_knowledge(settings: Settings, embedder: Embedder | None = None) -> Know
     except KnowledgeError as exc:
         raise DomainbotError(str(exc)) from None
     return kb
+
+
+def inform_policy(settings: Settings) -> Policy:
+    """The configured policy; 'auto' drops unsupported claims of the embedded model, whose 135M parameters
+    rarely write a sentence beyond its passages that holds up, and marks those of other models."""
+    if settings.inform_policy != "auto":
+        return settings.inform_policy
+    small = settings.model == EMBEDDED_MODEL and settings.backend != "openai"
+    return "drop" if small else "annotate"
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
@@ -91,8 +101,10 @@ def build_pipeline(settings: Settings) -> Pipeline:
             domain=settings.domain,
             retrieval_k=settings.retrieval_k,
             fewshot_k=settings.fewshot_k,
-            inform_policy=settings.inform_policy,
+            inform_policy=inform_policy(settings),
             inform_threshold=settings.inform_threshold,
+            relevance_threshold=settings.relevance_threshold,
+            extractive_fallback=settings.extractive_fallback,
             drop_flagged_passages=settings.drop_flagged_passages,
         ),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol, TextIO
 
 from bot.errors import DomainbotError
@@ -49,11 +50,14 @@ class Session(Protocol):
     def reset(self) -> None: ...
 
 
-def show_reply(reply: ReplyLike, stdout: TextIO, streamed: bool) -> None:
-    """After streaming, the checked answer if checking changed it; without streaming, the answer. Then sources."""
-    if not streamed:
+def show_reply(reply: ReplyLike, stdout: TextIO, streamed: str | None) -> None:
+    """After streaming (`streamed` is the text shown so far), the checked answer if it differs; without
+    streaming, the answer. Then sources."""
+    if streamed is None:
         stdout.write(reply.text)
-    elif reply.text.strip() != reply.raw_text.strip():
+    elif not streamed.strip():
+        stdout.write(reply.text)  # the model wrote nothing: the answer comes from the passages, or says so
+    elif reply.text.strip() != streamed.strip():
         stdout.write(f"\n\n(checked) {reply.text}")
     for citation in reply.citations:
         stdout.write(f"\n  [{citation.number}] {citation.source} · {citation.location}")
@@ -93,8 +97,9 @@ def run_chat(session: Session, stdin: TextIO | None = None, stdout: TextIO | Non
             stdout.flush()
         try:
             # On a terminal the answer streams as it is written; piped, only the checked answer is printed.
-            reply = session.ask(text, on_piece=(lambda piece: _write(stdout, piece)) if interactive else None)
-            show_reply(reply, stdout, streamed=interactive)
+            shown: list[str] = []
+            reply = session.ask(text, on_piece=partial(_stream, stdout, shown) if interactive else None)
+            show_reply(reply, stdout, streamed="".join(shown) if interactive else None)
         except DomainbotError as exc:
             stdout.write(f"error: {exc}\n")
         except KeyboardInterrupt:
@@ -102,6 +107,11 @@ def run_chat(session: Session, stdin: TextIO | None = None, stdout: TextIO | Non
         stdout.flush()
         answered += 1
     return answered
+
+
+def _stream(stdout: TextIO, shown: list[str], piece: str) -> None:
+    shown.append(piece)
+    _write(stdout, piece)
 
 
 def _command(text: str, session: Session, stdout: TextIO) -> bool:

@@ -91,8 +91,27 @@ def split_claims(answer: str) -> list[tuple[str, int, int]]:
     return claims
 
 
-def _content_words(text: str) -> set[str]:
+def trim_repetition(answer: str) -> str:
+    """The answer up to its first sentence that repeats an earlier one (citations and case aside): a small
+    model that has lost the thread says the same thing over and over, and nothing after that point is new."""
+    seen: set[str] = set()
+    for text, start, _ in split_claims(answer):
+        key = " ".join(_WORD.findall(_CITATION.sub("", text).casefold()))
+        if key in seen:
+            return answer[:start].rstrip()
+        if key:
+            seen.add(key)
+    return answer
+
+
+def content_words(text: str) -> set[str]:
+    """The words of `text` that carry meaning: casefolded, without stopwords and one-letter words."""
     return {w for w in (m.group(0).casefold() for m in _WORD.finditer(text)) if w not in _STOPWORDS and len(w) > 1}
+
+
+def is_abstention(text: str) -> bool:
+    """Whether `text` says it could not find or does not know the answer."""
+    return _ABSTAIN.search(text) is not None
 
 
 def _bigrams(text: str) -> set[str]:
@@ -106,8 +125,8 @@ def _numbers(text: str) -> set[str]:
 
 def lexical_overlap(claim: str, passage: str) -> float:
     """Share of the claim's content words (or, for unspaced scripts, character bigrams) found in the passage."""
-    words = _content_words(claim)
-    word_score = len(words & _content_words(passage)) / len(words) if words else 0.0
+    words = content_words(claim)
+    word_score = len(words & content_words(passage)) / len(words) if words else 0.0
     grams = _bigrams(claim)
     gram_score = len(grams & _bigrams(passage)) / len(grams) if grams else 0.0
     return max(word_score, gram_score * 0.9)
@@ -149,7 +168,10 @@ def check_claims(
     spans = split_claims(answer)
     plain = [_CITATION.sub("", text) for text, _, _ in spans]
     checkable = [
-        i for i, text in enumerate(plain) if len(_WORD.findall(text)) >= MIN_CLAIM_WORDS and not _ABSTAIN.search(text)
+        i
+        for i, text in enumerate(plain)
+        # A question claims nothing, however many of the passage's words it repeats.
+        if len(_WORD.findall(text)) >= MIN_CLAIM_WORDS and not _ABSTAIN.search(text) and not text.rstrip().endswith("?")
     ]
     semantic: np.ndarray | None = None
     if embed is not None and checkable and passages:
@@ -214,6 +236,8 @@ def _apply(
         pieces.append(answer[cursor : claim.start])
         cursor = claim.end
         if claim.verdict == "skipped":
+            if policy == "drop" and not _WORD.search(_CITATION.sub("", claim.text)):
+                continue  # a citation left on its own once the claims around it went
             pieces.append(claim.text)
             continue
         text = _repair_citations(claim, index, supports, count, threshold)

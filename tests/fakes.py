@@ -18,6 +18,7 @@ class ScriptedBackend:
         self.window = window
         self.replies: list[str] = []
         self.calls: list[list[Message]] = []
+        self.params: list[GenerationParams] = []
 
     def enqueue(self, replies: Sequence[str]) -> ScriptedBackend:
         self.replies.extend(replies)
@@ -34,6 +35,7 @@ class ScriptedBackend:
         if not self.replies:
             raise AssertionError(f"backend called more often than scripted; call {len(self.calls) + 1}: {messages!r}")
         self.calls.append(list(messages))
+        self.params.append(params)
         reply = self.replies.pop(0)
         result.prompt_tokens = self.count_tokens(messages)
         words = reply.split(" ")

@@ -8,7 +8,7 @@ from pathlib import Path
 from bot.feedback import FeedbackStore
 from bot.model.backend import Backend, GenerationParams
 from bot.pipeline import Pipeline, PipelineOptions
-from bot.prompting import load_examples, load_prompt_text
+from bot.prompting import AnswerLimits, load_examples, load_prompt_text
 from guardrails import Guardrails
 from knowledge import HashEmbedder, KnowledgeBase, KnowledgeConfig
 
@@ -27,7 +27,8 @@ def make_pipeline(data_dir: Path, model: Backend, guard: Guardrails, max_new_tok
         params=GenerationParams(max_new_tokens=max_new_tokens),
         guard=guard,
         feedback=FeedbackStore(data_dir / "feedback.sqlite3"),
-        prompt_text=load_prompt_text(),
+        # Without the shipped prompt's short-answer limits: the front ends must carry long answers too.
+        prompt_text=load_prompt_text().model_copy(update={"generation": AnswerLimits()}),
         examples=load_examples(),
         embed=embedder.embed,
         knowledge=kb,

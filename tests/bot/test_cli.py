@@ -57,7 +57,8 @@ def test_chat_reads_piped_questions(
     monkeypatch.setattr(sys, "stdin", io.StringIO("one\n/reset\ntwo\n"))
     code, out, _ = run_cli(capsys, "chat", "--max-tokens", "3")
     assert code == 0
-    assert out.count("\n") == 3  # two answers and the reset notice
+    # Two answers and the reset notice, each on one line; the answers' sources are listed under them.
+    assert len([line for line in out.splitlines() if not line.startswith("  [")]) == 3
 
 
 def test_model_info(capsys: pytest.CaptureFixture[str], tiny_settings, tiny_model_dir: Path) -> None:

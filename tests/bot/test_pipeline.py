@@ -8,7 +8,7 @@ import pytest
 
 from bot.feedback import FeedbackStore
 from bot.model.backend import GenerationParams, Message
-from bot.pipeline import EMPTY_QUESTION, UNVERIFIED, Pipeline, PipelineOptions
+from bot.pipeline import EMPTY_QUESTION, NOT_FOUND, Pipeline, PipelineOptions
 from bot.prompting import load_examples, load_prompt_text
 from guardrails import Guardrails
 from knowledge import HashEmbedder, KnowledgeBase, KnowledgeConfig
@@ -163,9 +163,61 @@ def test_huge_question_and_empty_knowledge_base(guard: Guardrails, tmp_path: Pat
     assert answer.interaction_id is not None
 
 
-def test_empty_model_output(guard: Guardrails, knowledge: KnowledgeBase) -> None:
-    pipeline, _ = make_pipeline(guard, knowledge, "")
-    assert pipeline.answer("How long is the grinder warranty?").text == UNVERIFIED
+def test_empty_model_output_is_answered_from_the_passages(guard: Guardrails, knowledge: KnowledgeBase) -> None:
+    pipeline, _ = make_pipeline(guard, knowledge, "", "", relevance_threshold=0.45)
+    answer = pipeline.answer("How long is the grinder warranty?")
+    assert answer.path == "extractive" and answer.text == f"{WARRANTY[:-1]} [1]."
+    assert answer.citations[0].source.endswith("warranty.md")
+    assert [(c.verdict, c.kept) for c in answer.claims] == [("supported", True)]
+    nothing = pipeline.answer("What colour is the delivery van?")
+    assert nothing.path == "not_found" and nothing.text.startswith(NOT_FOUND)
+
+
+# The hash embedder scores sentences lower than the real one does.
+STRICT = {"inform_policy": "drop", "relevance_threshold": 0.45}
+
+
+def test_strict_policy_replaces_an_unsupported_answer_with_cited_passage_sentences(
+    guard: Guardrails, knowledge: KnowledgeBase
+) -> None:
+    reply = "The grinder was designed by Leonardo in Milan. Leonardo also painted it red."
+    pipeline, backend = make_pipeline(guard, knowledge, reply, **STRICT)
+    answer = pipeline.answer("How long is the grinder warranty?")
+    assert answer.path == "extractive" and answer.raw_text == reply
+    assert answer.text == f"{WARRANTY[:-1]} [1]."
+    assert answer.citations[0].source.endswith("warranty.md")
+    # The model's claims stay in the report, marked unsupported and not kept; the extract's are supported.
+    assert [(c.verdict, c.kept) for c in answer.claims] == [
+        ("unsupported", False),
+        ("unsupported", False),
+        ("supported", True),
+    ]
+    # The prompt file's answer limits reach the model.
+    assert backend.params[0].stop == ("\n\n",) and backend.params[0].repetition_penalty == 1.0
+    assert backend.params[0].max_new_tokens == 120
+
+
+def test_strict_policy_keeps_a_grounded_answer_and_cuts_its_repetition(
+    guard: Guardrails, knowledge: KnowledgeBase
+) -> None:
+    reply = "Grinders carry a two-year warranty from purchase [1]. " * 3 + "Then it loops"
+    pipeline, _ = make_pipeline(guard, knowledge, reply, **STRICT)
+    answer = pipeline.answer("How long is the grinder warranty?")
+    assert answer.path == "generated"
+    assert answer.text == "Grinders carry a two-year warranty from purchase [1]."
+    assert [(c.verdict, c.kept) for c in answer.claims] == [("supported", True)]
+
+
+def test_strict_policy_answers_an_uncovered_question_without_the_model(
+    guard: Guardrails, knowledge: KnowledgeBase
+) -> None:
+    pipeline, backend = make_pipeline(guard, knowledge, **STRICT)
+    pieces: list[str] = []
+    answer = pipeline.answer("What colour is the delivery van?", on_piece=pieces.append)
+    assert backend.calls == [] and answer.path == "not_found"
+    assert answer.text == f"{NOT_FOUND} The closest passages are [1] and [2]."
+    assert [c.source.rsplit("/", 1)[-1] for c in answer.citations] == ["heating.md", "warranty.md"]
+    assert "".join(pieces) == answer.text and answer.interaction_id is not None
 
 
 def test_conversation_memory_and_reset(guard: Guardrails, knowledge: KnowledgeBase) -> None:

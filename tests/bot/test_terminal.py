@@ -1,8 +1,10 @@
 import io
 
-from bot.chat import ChatSession
+import pytest
+
+from bot.chat import ChatSession, Reply
 from bot.model.backend import GenerationParams
-from bot.terminal import run_chat
+from bot.terminal import run_chat, show_reply
 from tests.fakes import ScriptedBackend
 
 
@@ -67,3 +69,21 @@ def test_the_chat_says_when_a_new_adapter_answers(monkeypatch) -> None:
     assert text.startswith("domainbot · scripted-model + adapter round-001 ·")
     assert text.count("(switched to") == 1
     assert text.index("two") < text.index("(switched to adapter round-002)") < text.index("three")
+
+
+@pytest.mark.parametrize(
+    ("streamed", "text", "shown"),
+    [
+        (None, "The answer [1].", "The answer [1]."),  # piped: the answer once
+        ("The answer [1].", "The answer [1].", "The answer [1]."),  # streamed as it stands: not again
+        ("", "From the passages [1].", "From the passages [1]."),  # nothing generated: the answer once
+        ("Made up.", "From the passages [1].", "Made up.\n\n(checked) From the passages [1]."),
+    ],
+)
+def test_show_reply_prints_the_answer_once(streamed: str | None, text: str, shown: str) -> None:
+    out = io.StringIO()
+    if streamed:
+        out.write(streamed)
+    reply = Reply(text=text, model="m", adapter=None, backend="b", finish_reason="eos")
+    show_reply(reply, out, streamed=streamed)
+    assert out.getvalue() == shown + "\n"

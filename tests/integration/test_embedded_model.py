@@ -141,6 +141,12 @@ def test_pipeline_answer_from_the_sample_pack(
     answer = json.loads(out)
     assert answer["text"] and answer["interaction_id"]
     assert answer["verdicts"]["input"]["action"] == "allowed"
+    # Grounded and cited: whoever wrote it, every sentence kept is one Inform found in the passages.
+    assert answer["path"] in ("generated", "extractive")
+    assert any(c["source"].endswith("knowledge-base.md") for c in answer["citations"])
+    kept = [c for c in answer["claims"] if c["kept"] and c["verdict"] != "skipped"]
+    assert kept and all(c["verdict"] == "supported" for c in kept)
+    assert "(unverified)" not in answer["text"]
     for stage in ("load", "input_rails", "retrieval", "prompt", "generate", "inform", "output_rails", "log"):
         assert stage in answer["timings"]
     from bot.feedback import FeedbackStore

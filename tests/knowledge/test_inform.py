@@ -1,7 +1,14 @@
 import pytest
 
 from knowledge.embedder import HashEmbedder
-from knowledge.inform import check_claims, lexical_overlap, specifics_agreement, split_claims
+from knowledge.inform import (
+    check_claims,
+    is_abstention,
+    lexical_overlap,
+    specifics_agreement,
+    split_claims,
+    trim_repetition,
+)
 
 PASSAGES = [
     "The espresso machine needs about 25 seconds to heat up; it is ready when the green light stops blinking.",
@@ -95,3 +102,16 @@ def test_a_supported_claim_without_citation_gets_its_passage() -> None:
 )
 def test_titles_initials_and_decimals_do_not_end_a_sentence(answer: str, sentences: list[str]) -> None:
     assert [text for text, _, _ in split_claims(answer)] == sentences
+
+
+def test_repetition_is_cut_at_the_first_repeated_sentence() -> None:
+    looping = "It heats up in 25 seconds [1]. The light stops blinking. It heats up in 25 seconds [2]. More"
+    assert trim_repetition(looping) == "It heats up in 25 seconds [1]. The light stops blinking."
+    assert trim_repetition("One claim. Another claim.") == "One claim. Another claim."
+
+
+def test_a_question_claims_nothing_and_abstentions_are_recognised() -> None:
+    report = check_claims("How long is the grinder warranty at Brewtown?", PASSAGES, embed, policy="drop")
+    assert [c.verdict for c in report.claims] == ["skipped"]
+    assert is_abstention("I could not find this in the knowledge base.")
+    assert not is_abstention("Grinders carry a two-year warranty.")
