@@ -6,8 +6,8 @@ knowledge base covers from one it does not before it spends time on generation, 
 passages' own words, cited, when the model's answer does not hold up.
 
 A sentence's score mixes its embedding similarity to the question, the share of the question's content words
-it contains (suffixes stripped, so "rate" meets "rating"), and its passage's similarity to the question: a
-list item or a short sentence rarely repeats the subject its section is about.
+it or its section heading contains (suffixes stripped, so "rate" meets "rating"), and its passage's similarity
+to the question: a list item or a short sentence rarely repeats the subject its section is about.
 """
 
 from __future__ import annotations
@@ -101,6 +101,11 @@ def drop_headings(answer: str, passages: Sequence[str]) -> str:
     return " ".join(kept) if len(kept) < len(sentences) else answer
 
 
+def passage_headings(passage: str) -> str:
+    """The headings a passage carries (its section's title, "Adding documents"), joined by spaces."""
+    return " ".join(block for block in _unwrap(passage) if not _END.search(block))
+
+
 def passage_sentences(passage: str) -> list[str]:
     """The sentences of a passage that could answer something: list marks removed, headings left out."""
     sentences = []
@@ -115,15 +120,26 @@ def passage_sentences(passage: str) -> list[str]:
 
 
 def rank_sentences(
-    question: str, passages: Sequence[str], embed: Callable[[Sequence[str]], np.ndarray]
+    question: str,
+    passages: Sequence[str],
+    embed: Callable[[Sequence[str]], np.ndarray],
+    retrieval_scores: Sequence[float] | None = None,
 ) -> list[SentenceMatch]:
-    """Every answer-like sentence of `passages`, the best answer to `question` first."""
+    """Every answer-like sentence of `passages`, the best answer to `question` first. `retrieval_scores` (the
+    search's scores of the passages) count for half of a passage's similarity: the hybrid search, with its
+    lexical side, often knows better than the embedder which passage is about the question."""
     found = [(p, i, s) for p, passage in enumerate(passages, start=1) for i, s in enumerate(passage_sentences(passage))]
     if not found or not question.strip():
         return []
     vectors = embed([question, *passages, *(s for _, _, s in found)])
     asked, whole, parts = vectors[0], vectors[1 : 1 + len(passages)], vectors[1 + len(passages) :]
     passage_similarity = np.clip(whole @ asked, 0.0, 1.0)  # (P,)
+    if retrieval_scores is not None and len(retrieval_scores) == len(passages) and max(retrieval_scores) > 0:
+        found_by_search = np.clip(np.asarray(retrieval_scores, np.float32) / max(retrieval_scores), 0.0, 1.0)
+        passage_similarity = 0.5 * passage_similarity + 0.5 * found_by_search
+    # A sentence under "Adding documents" answers "How do I add documents?" without repeating "documents":
+    # the question's words count as covered when the sentence's section heading has them.
+    headings = [passage_headings(passage) for passage in passages]
     sentence_similarity = np.clip(parts @ asked, 0.0, 1.0)  # (S,)
     matches = [
         SentenceMatch(
@@ -131,7 +147,7 @@ def rank_sentences(
             text=text,
             score=round(
                 SENTENCE_WEIGHT * float(sentence_similarity[row])
-                + COVERAGE_WEIGHT * coverage(question, text)
+                + COVERAGE_WEIGHT * coverage(question, f"{headings[p - 1]} {text}")
                 + PASSAGE_WEIGHT * float(passage_similarity[p - 1]),
                 4,
             ),

@@ -69,3 +69,19 @@ def test_copied_headings_are_dropped_from_an_answer() -> None:
     answer = "Rating an answer [1]. A user who rates an answer down can also send a corrected answer [1]."
     assert drop_headings(answer, [RATING]) == "A user who rates an answer down can also send a corrected answer [1]."
     assert drop_headings("Nothing copied here.", [RATING]) == "Nothing copied here."
+
+
+def test_a_sections_heading_and_the_search_rank_count_for_its_sentences() -> None:
+    """The sentence under "Adding documents" answers "How do I add documents?" without saying "documents";
+    its heading covers that word, and a search that ranked its passage first adds to its score."""
+    question = "How do I add documents?"
+    body = "Run `domainbot kb add PATH` with files, folders or glob patterns."
+    intro = "The knowledge base\n\nOperators add their domain's documents to it with the command line."
+
+    def scores(adding: str, retrieval: list[float] | None = None) -> dict[int, float]:
+        return {m.passage: m.score for m in rank_sentences(question, [adding, intro], embed, retrieval)}
+
+    headless, headed = scores(body), scores(f"Adding documents\n\n{body}")
+    assert headed[1] >= headless[1] + 0.1  # coverage 1/2 -> 2/2
+    searched = scores(f"Adding documents\n\n{body}", [0.82, 0.6])
+    assert searched[1] - searched[2] > headed[1] - headed[2]
