@@ -168,7 +168,8 @@ class Settings(BaseSettings):
         "auto",
         description="What Inform does with claims the passages do not support: mark them (unverified), drop "
         "them, or answer from the passages when any is unsupported; 'auto' drops them for the embedded model "
-        "(too small to answer beyond its passages) and marks them for other models.",
+        "(too small to answer beyond its passages) and marks them for other models and while a LoRA adapter "
+        "serves (it has learned people's corrections, which the knowledge base may not hold).",
     )
     inform_threshold: float = Field(
         0.5, ge=0.0, le=1.0, description="Support a claim needs from its best passage to count as verified."

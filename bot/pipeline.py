@@ -132,6 +132,10 @@ class PipelineOptions:
     retrieval_k: int = 4
     fewshot_k: int = 2
     inform_policy: Policy = "annotate"
+    # The policy while a LoRA adapter serves (None: `inform_policy`). An adapter from the feedback loop has
+    # learned people's corrections, facts the knowledge base may not hold: dropping every claim the passages
+    # do not support would throw away what the loop taught it.
+    inform_policy_with_adapter: Policy | None = None
     inform_threshold: float = 0.5
     # Grounding score a passage sentence needs to count as answering the question.
     relevance_threshold: float = 0.52
@@ -249,9 +253,10 @@ class Pipeline:
 
         # "annotate" trusts the model to answer and marks what does not hold up; "drop" and "refuse" keep only
         # grounded text, so they also keep unrelated passages out of the prompt and skip hopeless generations.
-        strict = self.options.inform_policy != "annotate"
+        policy = self._policy(backend)
+        strict = policy != "annotate"
         with clock("grounding"):
-            ranked = rank_sentences(masked, [p.text for p in passages], self.embed)
+            ranked = rank_sentences(masked, [p.text for p in passages], self.embed, [p.score for p in passages])
             floor = self.options.relevance_threshold - PROMPT_MARGIN if strict else 0.0
             kept, matches = _relevant(passages, ranked, floor)
             # Trusted computed passages come first in the numbering, and answer the question by construction.
@@ -289,7 +294,7 @@ class Pipeline:
             timings["first_token"] = result.timings["first_token"]
 
         with clock("inform"):
-            text = self._inform(masked, raw, used, computation, answer)
+            text = self._inform(masked, raw, used, computation, answer, policy)
         if not text:
             with clock("extractive"):
                 text = self._fallback(matches, sources, answer)
@@ -403,11 +408,21 @@ class Pipeline:
                 close()
         return pieces
 
+    def _policy(self, backend: Backend) -> Policy:
+        if backend.adapter is not None and self.options.inform_policy_with_adapter is not None:
+            return self.options.inform_policy_with_adapter
+        return self.options.inform_policy
+
     def _inform(
-        self, question: str, raw: str, used: list[_Source], computation: ComputationResult, answer: Answer
+        self,
+        question: str,
+        raw: str,
+        used: list[_Source],
+        computation: ComputationResult,
+        answer: Answer,
+        policy: Policy,
     ) -> str:
-        """The model's answer after Inform's policy; "" when nothing of it stands (the fallback answers then)."""
-        policy = self.options.inform_policy
+        """The model's answer after Inform's `policy`; "" when nothing of it stands (the fallback answers then)."""
         text = raw.strip()
         if policy != "annotate":
             text = drop_headings(trim_repetition(text), [s.plain_text for s in used])

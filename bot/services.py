@@ -47,13 +47,14 @@ def open_knowledge(settings: Settings, embedder: Embedder | None = None) -> Know
     return kb
 
 
-def inform_policy(settings: Settings) -> Policy:
-    """The configured policy; 'auto' drops unsupported claims of the embedded model, whose 135M parameters
-    rarely write a sentence beyond its passages that holds up, and marks those of other models."""
+def inform_policy(settings: Settings) -> tuple[Policy, Policy | None]:
+    """The configured policy, and the one while an adapter serves (None: the same). 'auto' drops unsupported
+    claims of the embedded base model, whose 135M parameters rarely write a sentence beyond its passages that
+    holds up, and marks those of other models and of adapters (which have learned from people's corrections)."""
     if settings.inform_policy != "auto":
-        return settings.inform_policy
+        return settings.inform_policy, None
     small = settings.model == EMBEDDED_MODEL and settings.backend != "openai"
-    return "drop" if small else "annotate"
+    return ("drop", "annotate") if small else ("annotate", None)
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
@@ -86,6 +87,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         timeout=settings.wolfram_timeout,
         mask=guard.mask_pii,
     )
+    policy, policy_with_adapter = inform_policy(settings)
     pipeline = Pipeline(
         backend=opened.backend,
         params=generation_params(settings),
@@ -101,7 +103,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
             domain=settings.domain,
             retrieval_k=settings.retrieval_k,
             fewshot_k=settings.fewshot_k,
-            inform_policy=inform_policy(settings),
+            inform_policy=policy,
+            inform_policy_with_adapter=policy_with_adapter,
             inform_threshold=settings.inform_threshold,
             relevance_threshold=settings.relevance_threshold,
             extractive_fallback=settings.extractive_fallback,

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import EMBEDDED_MODEL, Settings
 from bot.feedback import FeedbackStore
 from bot.model.backend import GenerationParams, Message
 from bot.pipeline import EMPTY_QUESTION, NOT_FOUND, Pipeline, PipelineOptions
 from bot.prompting import load_examples, load_prompt_text
+from bot.services import inform_policy
 from guardrails import Guardrails
 from knowledge import HashEmbedder, KnowledgeBase, KnowledgeConfig
+from knowledge.inform import UNVERIFIED_MARK
 from knowledge.wolfram import WolframClient
 from tests.fakes import ScriptedBackend
 from tests.wolfram_fake import FakeWolfram, fake_wolfram, success
@@ -218,6 +221,35 @@ def test_strict_policy_answers_an_uncovered_question_without_the_model(
     assert answer.text == f"{NOT_FOUND} The closest passages are [1] and [2]."
     assert [c.source.rsplit("/", 1)[-1] for c in answer.citations] == ["heating.md", "warranty.md"]
     assert "".join(pieces) == answer.text and answer.interaction_id is not None
+
+
+def test_an_adapter_answers_beyond_the_passages_under_auto(guard: Guardrails, knowledge: KnowledgeBase) -> None:
+    """The embedded base model only repeats its passages ('drop'); an adapter that learned people's corrections
+    answers what the knowledge base does not hold, its claims marked ('annotate')."""
+    learned = "The delivery van is teal with a white speech bubble."
+    options = {**STRICT, "inform_policy_with_adapter": "annotate"}
+    pipeline, backend = make_pipeline(guard, knowledge, learned, **options)
+    assert pipeline.answer("What colour is the delivery van?").path == "not_found" and backend.calls == []
+    backend.adapter = "round-1"
+    answer = pipeline.answer("What colour is the delivery van?")
+    assert answer.path == "generated" and answer.raw_text == learned and answer.adapter == "round-1"
+    assert answer.text.startswith("The delivery van is teal") and UNVERIFIED_MARK in answer.text
+
+
+@pytest.mark.parametrize(
+    ("model", "backend", "expected"),
+    [
+        (EMBEDDED_MODEL, "auto", ("drop", "annotate")),
+        (EMBEDDED_MODEL, "openai", ("annotate", None)),
+        ("/models/llama", "auto", ("annotate", None)),
+    ],
+)
+def test_auto_policy_is_strict_only_for_the_embedded_base_model(
+    model: str, backend: str, expected: tuple[str, str | None]
+) -> None:
+    settings = Settings(model=model, backend=backend)
+    assert inform_policy(settings) == expected
+    assert inform_policy(Settings(model=EMBEDDED_MODEL, inform_policy="refuse")) == ("refuse", None)
 
 
 def test_conversation_memory_and_reset(guard: Guardrails, knowledge: KnowledgeBase) -> None:
