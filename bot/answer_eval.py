@@ -11,7 +11,6 @@ default set is about the sample pack, so it measures the bot as it starts on a f
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -19,9 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from bot.errors import DomainbotError
+from bot.prompting import load_jsonl_models
 from knowledge.inform import is_abstention
 
 if TYPE_CHECKING:
@@ -87,22 +87,8 @@ class AnswerReport:
 
 def load_questions(path: Path | None = None) -> list[EvalQuestion]:
     path = path or SAMPLE_PACK_QUESTIONS
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DomainbotError(f"Question file {path} cannot be read ({exc}). Expected UTF-8 JSON lines.") from None
-    questions = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            questions.append(EvalQuestion.model_validate(json.loads(line)))
-        except (ValueError, ValidationError) as exc:
-            first = str(exc).splitlines()[0]
-            raise DomainbotError(
-                f"Question file {path}, line {number}: expected an object with question and either source, "
-                f"section, expect or covered: false ({first})."
-            ) from None
+    expected = "an object with question and either source, section, expect or covered: false"
+    questions = load_jsonl_models(path, EvalQuestion, "Question file", expected)
     if not questions:
         raise DomainbotError(f"Question file {path} holds no questions. Expected one JSON object per line.")
     return questions

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import yaml
@@ -20,6 +20,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from bot.errors import DomainbotError
 from bot.model.backend import Message
+
+M = TypeVar("M", bound=BaseModel)
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 DEFAULT_PROMPT_FILE = PROMPTS_DIR / "default.yaml"
@@ -89,25 +91,29 @@ def load_prompt_text(path: Path | None = None) -> PromptText:
         raise DomainbotError(f"Prompt file {path} is not a valid prompt: {problems}.") from None
 
 
-def load_examples(path: Path | None = None) -> list[FewShotExample]:
-    path = path or DEFAULT_FEWSHOT_FILE
-    examples = []
+def load_jsonl_models(path: Path, model: type[M], what: str, expected: str) -> list[M]:
+    """Every non-blank line of a UTF-8 JSON-lines file as `model`; a bad line fails naming the file, the line
+    and `expected` (what each line should hold). `what` names the file in messages ("Few-shot file")."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise DomainbotError(f"Few-shot file {path} cannot be read ({exc}). Expected UTF-8 JSON lines.") from None
+        raise DomainbotError(f"{what} {path} cannot be read ({exc}). Expected UTF-8 JSON lines.") from None
+    items = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            examples.append(FewShotExample.model_validate(json.loads(line)))
+            items.append(model.model_validate(json.loads(line)))
         except (ValueError, ValidationError) as exc:
             first = str(exc).splitlines()[0]
-            raise DomainbotError(
-                f"Few-shot file {path}, line {number}: expected an object with question, passages and answer "
-                f"({first})."
-            ) from None
-    return examples
+            raise DomainbotError(f"{what} {path}, line {number}: expected {expected} ({first}).") from None
+    return items
+
+
+def load_examples(path: Path | None = None) -> list[FewShotExample]:
+    return load_jsonl_models(
+        path or DEFAULT_FEWSHOT_FILE, FewShotExample, "Few-shot file", "an object with question, passages and answer"
+    )
 
 
 class ExampleSelector:
