@@ -27,7 +27,9 @@ QUESTIONS = [
     "How do I change the model?",
     "What do the guardrails check?",
 ]
-STAGES = ("input_rails", "retrieval", "computation", "prompt", "generate", "inform", "output_rails")
+STAGES = (
+    "input_rails", "retrieval", "computation", "grounding", "prompt", "generate", "inform", "extractive", "output_rails"
+)
 
 
 def main() -> None:

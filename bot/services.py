@@ -66,7 +66,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
     from bot.pipeline import Pipeline, PipelineOptions
     from bot.prompting import load_examples, load_prompt_text
     from guardrails import Guardrails, PolicyError
-    from knowledge.embedder import SentenceTransformerEmbedder
+    from knowledge.embedder import EmbeddingCache, SentenceTransformerEmbedder
     from knowledge.wolfram import WolframClient
 
     started = time.perf_counter()
@@ -95,7 +95,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         feedback=FeedbackStore.in_data_dir(settings.data_dir),
         prompt_text=load_prompt_text(settings.prompt_file),
         examples=load_examples(settings.fewshot_file),
-        embed=embedder.embed,
+        embed=EmbeddingCache(embedder.embed),
         knowledge=open_knowledge(settings, embedder),
         wolfram=wolfram,
         memory=ConversationMemory(max_turns=settings.memory_turns),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -95,3 +97,37 @@ class HashEmbedder:
             if norm:
                 out[row] /= norm
         return out
+
+
+class EmbeddingCache:
+    """`embed` with the vectors of recently seen texts kept, least recently used out first.
+
+    Answering a question embeds the sentences of its passages for grounding and the passages again for Inform;
+    passages are the same few hundred texts question after question, so most of that work repeats. Thread-safe:
+    the front ends answer several conversations at once.
+    """
+
+    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray], max_texts: int = 20_000) -> None:
+        self._embed = embed
+        self.max_texts = max_texts
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            known = {t: self._vectors[t] for t in texts if t in self._vectors}
+            for text in known:
+                self._vectors.move_to_end(text)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            fresh = [row.copy() for row in self._embed(missing)]  # outside the lock: the slow part
+            known.update(zip(missing, fresh, strict=True))
+            with self._lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    self._vectors[text] = vector
+                    self._vectors.move_to_end(text)
+                while len(self._vectors) > self.max_texts:
+                    self._vectors.popitem(last=False)
+        if not texts:
+            return self._embed(texts)
+        return np.stack([known[t] for t in texts])
