@@ -123,18 +123,40 @@ def _numbers(text: str) -> set[str]:
     return {n.replace(",", "").rstrip(".") for n in _NUMBER.findall(text)}
 
 
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
 def lexical_overlap(claim: str, passage: str) -> float:
-    """Share of the claim's content words (or, for unspaced scripts, character bigrams) found in the passage."""
-    words = content_words(claim)
-    word_score = len(words & content_words(passage)) / len(words) if words else 0.0
+    """Share of the claim's content words (or, for scripts that glue endings to words, character bigrams)
+    found in the passage. Latin text is judged by its words alone: any two English sentences share most of
+    their character bigrams, so bigrams would make an invented sentence look half supported."""
+    words = {_stem(w) for w in content_words(claim)}
+    word_score = len(words & {_stem(w) for w in content_words(passage)}) / len(words) if words else 0.0
+    letters = [c for c in claim if c.isalpha()]
+    if letters and sum(c.isascii() for c in letters) > 0.8 * len(letters):
+        return word_score
     grams = _bigrams(claim)
     gram_score = len(grams & _bigrams(passage)) / len(grams) if grams else 0.0
     return max(word_score, gram_score * 0.9)
 
 
+def _names(text: str) -> set[str]:
+    """Capitalised words that are names: not the first word of the sentence, not a capitalised stopword."""
+    first = _WORD.search(text)
+    return {
+        m.group(0)
+        for m in _NAME.finditer(text)
+        if (first is None or m.start() != first.start()) and m.group(0).casefold() not in _STOPWORDS
+    }
+
+
 def specifics_agreement(claim: str, passage: str) -> tuple[float, list[str]]:
     """How many of the claim's numbers and names the passage states; reasons name what it does not."""
-    numbers, names = _numbers(claim), {n for n in _NAME.findall(claim)}
+    numbers, names = _numbers(claim), _names(claim)
     if not numbers and not names:
         return 1.0, []
     passage_numbers, passage_text = _numbers(passage), passage.casefold()
@@ -151,7 +173,11 @@ def _support(claim: str, passage: str, semantic: float | None) -> tuple[float, l
     specifics, reasons = specifics_agreement(claim, passage)
     lexical = lexical_overlap(claim, passage)
     sem = lexical if semantic is None else semantic
-    support = SEMANTIC_WEIGHT * sem + LEXICAL_WEIGHT * lexical + SPECIFICS_WEIGHT * specifics
+    if _numbers(claim) or _names(claim):
+        support = SEMANTIC_WEIGHT * sem + LEXICAL_WEIGHT * lexical + SPECIFICS_WEIGHT * specifics
+    else:
+        # Nothing specific to agree on: meaning and words decide alone, rather than a fifth of the score for free.
+        support = (SEMANTIC_WEIGHT * sem + LEXICAL_WEIGHT * lexical) / (SEMANTIC_WEIGHT + LEXICAL_WEIGHT)
     if any(reason.startswith("number") for reason in reasons):
         support = min(support, NUMBER_MISMATCH_CAP)
     return support, reasons

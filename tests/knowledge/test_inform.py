@@ -115,3 +115,19 @@ def test_a_question_claims_nothing_and_abstentions_are_recognised() -> None:
     assert [c.verdict for c in report.claims] == ["skipped"]
     assert is_abstention("I could not find this in the knowledge base.")
     assert not is_abstention("Grinders carry a two-year warranty.")
+
+
+def test_an_invented_english_sentence_is_not_half_supported_by_shared_letters() -> None:
+    invented = "The rating command is a tool that allows you to rate a document by its criteria."
+    rating = "Each reply comes with a rating keyboard: thumbs up for a good answer, thumbs down for a bad one."
+    # Most character bigrams of any two English sentences match; the words are what count.
+    assert lexical_overlap(invented, rating) <= 0.25
+    assert lexical_overlap("A user rates answers.", "A user who rates an answer") == 1.0  # word forms
+    assert check_claims(invented, [rating], None).claims[0].verdict == "unsupported"
+    # Korean keeps its bigrams: particles glue to the words.
+    assert lexical_overlap("물통은 분리해서 세척할 수 있다", PASSAGES[2]) > 0.5
+
+
+def test_the_first_word_of_a_sentence_is_not_a_name() -> None:
+    assert specifics_agreement("Each grinder has a warranty.", PASSAGES[1]) == (1.0, [])
+    assert specifics_agreement("Each grinder is sold at Beanly.", PASSAGES[1])[1] == ["name Beanly not in the passage"]
