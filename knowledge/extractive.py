@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from knowledge.inform import content_words, split_claims
+from knowledge.inform import content_words, split_claims, stem
 
 SENTENCE_WEIGHT = 0.45
 COVERAGE_WEIGHT = 0.35
@@ -33,7 +33,6 @@ _QUESTION_WORDS = frozenset(
     {"how", "what", "which", "who", "whom", "whose", "where", "when", "why", "much", "many"}
     | {"does", "did", "do", "can", "could", "should", "would", "my", "me"}
 )
-_SUFFIXES = ("ing", "ed", "es", "s", "e")
 _LIST_MARK = re.compile(r"^(?:[-*•]|\d+[.)])\s+")
 _END = re.compile(r"[.!?。:;]+$")
 _CITATION = re.compile(r"\[\d{1,2}\]")
@@ -49,15 +48,8 @@ class SentenceMatch:
     order: int  # position in its passage, to keep two sentences of one passage in reading order
 
 
-def _stem(word: str) -> str:
-    for suffix in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
-
-
 def _terms(text: str) -> set[str]:
-    return {_stem(w) for w in content_words(text) if w not in _QUESTION_WORDS}
+    return {stem(w) for w in content_words(text) if w not in _QUESTION_WORDS}
 
 
 def coverage(question: str, sentence: str) -> float:

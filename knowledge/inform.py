@@ -25,6 +25,11 @@ LEXICAL_WEIGHT = 0.35
 SPECIFICS_WEIGHT = 0.20
 # A claim stating a number that none of its passage's numbers match cannot count as supported.
 NUMBER_MISMATCH_CAP = 0.3
+# An English claim with this many content words no passage has, and no more than this share of its words in
+# the passage, says something the passage does not: its support is capped below any useful threshold.
+NOVEL_WORDS = 2
+NOVEL_OVERLAP = 0.6
+NOVEL_WORDS_CAP = 0.4
 MIN_CLAIM_WORDS = 3
 UNVERIFIED_MARK = " (unverified)"
 
@@ -123,21 +128,32 @@ def _numbers(text: str) -> set[str]:
     return {n.replace(",", "").rstrip(".") for n in _NUMBER.findall(text)}
 
 
-def _stem(word: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
+def stem(word: str) -> str:
+    """A crude English stem, enough to match word forms: rate, rates, rated and rating all give "rat"."""
+    for suffix in ("ing", "ed", "es", "s", "e"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)]
     return word
+
+
+def _latin(text: str) -> bool:
+    letters = [c for c in text if c.isalpha()]
+    return bool(letters) and sum(c.isascii() for c in letters) > 0.8 * len(letters)
+
+
+def novel_words(claim: str, passage: str) -> list[str]:
+    """The claim's content words (stemmed) that the passage does not have."""
+    have = {stem(w) for w in content_words(passage)}
+    return sorted({stem(w) for w in content_words(claim)} - have)
 
 
 def lexical_overlap(claim: str, passage: str) -> float:
     """Share of the claim's content words (or, for scripts that glue endings to words, character bigrams)
     found in the passage. Latin text is judged by its words alone: any two English sentences share most of
     their character bigrams, so bigrams would make an invented sentence look half supported."""
-    words = {_stem(w) for w in content_words(claim)}
-    word_score = len(words & {_stem(w) for w in content_words(passage)}) / len(words) if words else 0.0
-    letters = [c for c in claim if c.isalpha()]
-    if letters and sum(c.isascii() for c in letters) > 0.8 * len(letters):
+    words = {stem(w) for w in content_words(claim)}
+    word_score = len(words & {stem(w) for w in content_words(passage)}) / len(words) if words else 0.0
+    if _latin(claim):
         return word_score
     grams = _bigrams(claim)
     gram_score = len(grams & _bigrams(passage)) / len(grams) if grams else 0.0
@@ -180,6 +196,12 @@ def _support(claim: str, passage: str, semantic: float | None) -> tuple[float, l
         support = (SEMANTIC_WEIGHT * sem + LEXICAL_WEIGHT * lexical) / (SEMANTIC_WEIGHT + LEXICAL_WEIGHT)
     if any(reason.startswith("number") for reason in reasons):
         support = min(support, NUMBER_MISMATCH_CAP)
+    if _latin(claim) and lexical < NOVEL_OVERLAP:
+        # Word by word only for English: Korean glues particles to its words, so whole words rarely match.
+        novel = novel_words(claim, passage)
+        if len(novel) >= NOVEL_WORDS:
+            support = min(support, NOVEL_WORDS_CAP)
+            reasons = [*reasons, f"words not in the passage: {', '.join(novel)}"]
     return support, reasons
 
 

@@ -131,3 +131,13 @@ def test_an_invented_english_sentence_is_not_half_supported_by_shared_letters() 
 def test_the_first_word_of_a_sentence_is_not_a_name() -> None:
     assert specifics_agreement("Each grinder has a warranty.", PASSAGES[1]) == (1.0, [])
     assert specifics_agreement("Each grinder is sold at Beanly.", PASSAGES[1])[1] == ["name Beanly not in the passage"]
+
+
+def test_an_english_claim_with_words_the_passage_lacks_is_unsupported_whatever_it_shares() -> None:
+    rating = "Each reply comes with a rating keyboard: thumbs up for a good answer, thumbs down for a bad one."
+    invented = "You can rate an answer by using the rating command in your browser."
+    report = check_claims(invented, [rating], None)
+    assert report.claims[0].verdict == "unsupported"
+    assert report.claims[0].reasons == ["words not in the passage: browser, command, using"]
+    # The same words in other forms, and one word of its own, still count as support.
+    assert check_claims("You give a thumbs up to rate a good answer.", [rating], None).claims[0].verdict == "supported"
