@@ -11,20 +11,11 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from knowledge import KnowledgeBase, KnowledgeError
+from knowledge import FileResult, KnowledgeBase, KnowledgeError
 
 MAX_NAME_CHARS = 100
-
-
-@dataclass(frozen=True)
-class IngestOutcome:
-    name: str
-    outcome: str
-    chunks: int = 0
-    reason: str = ""
 
 
 def safe_file_name(name: str | None) -> str:
@@ -43,8 +34,9 @@ def incoming_path(uploads_dir: Path, name: str) -> Path:
     return folder / f"{time.time_ns()}-{name}"
 
 
-def ingest_upload(kb: KnowledgeBase, downloaded: Path, target: Path) -> IngestOutcome:
-    """Move `downloaded` to `target` and add it; a new version replaces the old, a failure restores the old."""
+def ingest_upload(kb: KnowledgeBase, downloaded: Path, target: Path) -> FileResult:
+    """Move `downloaded` to `target` and add it; a new version replaces the old, a failure restores the old.
+    The result is named by the file's name, not its path."""
     target.parent.mkdir(parents=True, exist_ok=True)
     previous = target.with_name(target.name + ".previous")
     had_previous = target.exists()
@@ -55,7 +47,7 @@ def ingest_upload(kb: KnowledgeBase, downloaded: Path, target: Path) -> IngestOu
         report = kb.add([target])
     except KnowledgeError as exc:  # e.g. an embedder other than the one the knowledge base was built with
         _restore(target, previous, had_previous)
-        return IngestOutcome(target.name, "failed", reason=str(exc))
+        return FileResult(target.name, "failed", reason=str(exc))
     except BaseException:
         _restore(target, previous, had_previous)
         raise
@@ -63,10 +55,10 @@ def ingest_upload(kb: KnowledgeBase, downloaded: Path, target: Path) -> IngestOu
     if result.outcome == "failed":
         _restore(target, previous, had_previous)
         reason = result.reason.replace(str(target), target.name)
-        return IngestOutcome(target.name, "failed", reason=reason)
+        return FileResult(target.name, "failed", reason=reason)
     if had_previous:
         previous.unlink(missing_ok=True)
-    return IngestOutcome(target.name, result.outcome, result.chunks)
+    return FileResult(target.name, result.outcome, result.chunks)
 
 
 def _restore(target: Path, previous: Path, had_previous: bool) -> None:

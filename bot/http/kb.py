@@ -95,7 +95,7 @@ def _add(api: ApiState, upload: UploadFile) -> DocumentAdded:
     return DocumentAdded(
         name=outcome.name,
         source=str((api.config.uploads_dir / name).resolve()),
-        outcome=outcome.outcome,  # type: ignore[arg-type]
+        outcome=outcome.outcome,
         chunks=outcome.chunks,
     )
 

@@ -24,9 +24,9 @@ from bot.telegram.config import TelegramConfig
 from bot.telegram.engine import Engine
 from bot.telegram.export import feedback_files
 from bot.telegram.formatting import SourcePassage, source_name
-from bot.uploads import IngestOutcome, ingest_upload, safe_file_name
 from bot.uploads import incoming_path as _incoming_path
-from knowledge import KnowledgeBase, KnowledgeError
+from bot.uploads import ingest_upload, safe_file_name
+from knowledge import FileResult, KnowledgeBase, KnowledgeError
 from knowledge.loaders import LOADERS
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class BotCore:
         """Where a download lands before it is ingested (a unique name, on the same disk as the uploads)."""
         return _incoming_path(self.config.uploads_dir, name)
 
-    async def ingest(self, downloaded: Path, name: str) -> IngestOutcome:
+    async def ingest(self, downloaded: Path, name: str) -> FileResult:
         """Add a downloaded document to the knowledge base under its name; a new version replaces the old."""
         return await self.engine.run(ingest_upload, self.knowledge, downloaded, self.config.uploads_dir / name)
 

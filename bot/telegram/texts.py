@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.telegram.core import BotStats, IngestOutcome, SourceInfo
+from bot.telegram.core import BotStats, SourceInfo
 from bot.telegram.formatting import escape
+from knowledge import FileResult
 
 COMMANDS = [
     ("help", "What I can do"),
@@ -66,7 +67,7 @@ def welcome(first_name: str, admin: bool) -> str:
     return "\n".join(lines)
 
 
-def ingest_report(outcome: IngestOutcome) -> str:
+def ingest_report(outcome: FileResult) -> str:
     name = escape(outcome.name)
     if outcome.outcome == "failed":
         return f"❌ {name} was not added: {escape(outcome.reason)}"
