@@ -10,6 +10,7 @@ Ingest of a batch of documents, in the order that keeps a crash (even kill -9) r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -85,18 +86,24 @@ class KnowledgeBase:
         scheme = self.lexical.scheme
         if catalog.get_meta(self.db, "lexical_scheme") == scheme:
             return
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             if catalog.get_meta(self.db, "lexical_scheme") != scheme:  # not done by another process meanwhile
                 rows = self.db.execute(
                     "SELECT c.rowid, c.text, d.title, c.section FROM chunks c JOIN documents d USING (source)"
                 ).fetchall()
                 self.lexical.rebuild([(r, text, chunk_context(t, section)) for r, text, t, section in rows])
                 catalog.set_meta(self.db, "lexical_scheme", scheme)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction over the catalog and the lexical index: both change, or neither does."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
-            self.lexical.invalidate()
+            self.lexical.invalidate()  # its in-memory postings may hold what was rolled back
             raise
 
     @property
@@ -229,8 +236,7 @@ class KnowledgeBase:
         """In one transaction, the batch's chunks replace its sources' old ones in the catalog and the lexical
         index; returns the ids of the old chunks whose vectors are now stale."""
         stale: list[str] = []
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             new_rowids: list[int] = []
             contexts: list[str] = []
             cursor = 0
@@ -266,11 +272,6 @@ class KnowledgeBase:
                     contexts.append(chunk_context(doc.title, chunk.section))
                     cursor += 1
             self.lexical.add(new_rowids, texts, contexts)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            self.lexical.invalidate()
-            raise
         return stale
 
     def remove(self, source: str) -> int:
@@ -286,15 +287,10 @@ class KnowledgeBase:
                     "Run `domainbot kb list` to see the sources."
                 )
             self.db.execute("INSERT OR IGNORE INTO pending VALUES (?)", (known.source,))
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 self.lexical.remove([r for r, _ in catalog.chunk_keys(self.db, known.source)])
                 self.db.execute("DELETE FROM chunks WHERE source = ?", (known.source,))
                 self.db.execute("DELETE FROM documents WHERE source = ?", (known.source,))
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
             self.recover()
             return known.chunks
 
