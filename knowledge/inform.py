@@ -152,7 +152,7 @@ def lexical_overlap(claim: str, passage: str) -> float:
     found in the passage. Latin text is judged by its words alone: any two English sentences share most of
     their character bigrams, so bigrams would make an invented sentence look half supported."""
     words = {stem(w) for w in content_words(claim)}
-    word_score = len(words & {stem(w) for w in content_words(passage)}) / len(words) if words else 0.0
+    word_score = 1.0 - len(novel_words(claim, passage)) / len(words) if words else 0.0
     if _latin(claim):
         return word_score
     grams = _bigrams(claim)
