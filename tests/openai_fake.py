@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Literal
+
+from tests.loopback import QuietHandler, serve
 
 Fault = Literal["status", "html", "garbage", "wrong_shape", "slow", "cut", "stall", "json", "no_finish"]
 
@@ -102,7 +103,7 @@ class _QuietServer(ThreadingHTTPServer):
 def fake_openai() -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
@@ -132,11 +133,11 @@ def fake_openai() -> Iterator[FakeOpenAI]:
             if reply.fault == "status":
                 self._json(reply.status, {"object": "error", "message": reply.message, "code": reply.status})
             elif reply.fault == "html":
-                self._send(502, "text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>")
+                self.send_body(502, "text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>")
             elif reply.fault == "json":
                 message = {"role": "assistant", "content": "".join(reply.pieces)}
                 full = {"choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}]}
-                self._send(200, "application/json", json.dumps(full).encode())
+                self.send_body(200, "application/json", json.dumps(full).encode())
             else:
                 self._stream(body, reply)
 
@@ -203,24 +204,8 @@ def fake_openai() -> Iterator[FakeOpenAI]:
             return False
 
         def _json(self, status: int, body: dict[str, Any]) -> None:
-            self._send(status, "application/json", json.dumps(body).encode())
+            self.send_body(status, "application/json", json.dumps(body).encode())
 
-        def _send(self, status: int, content_type: str, data: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = _QuietServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve(Handler, _QuietServer) as server:
+        fake.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()

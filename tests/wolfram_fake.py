@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+from tests.loopback import QuietHandler, serve
 
 HEADER = "<?xml version='1.0' encoding='UTF-8'?>\n"
 
@@ -52,7 +52,7 @@ class FakeWolfram:
 def fake_wolfram() -> Iterator[FakeWolfram]:
     fake = FakeWolfram()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             query = parse_qs(urlparse(self.path).query)
             fake.requests.append(query)
@@ -61,21 +61,9 @@ def fake_wolfram() -> Iterator[FakeWolfram]:
             content_type = "text/xml; charset=utf-8"
             if fake.status != 200:  # as a failing gateway answers: an HTML page
                 body, content_type = b"<html><body>Internal Server Error</body></html>", "text/html"
-            self.send_response(fake.status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_body(fake.status, content_type, body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}/v2/query"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve(Handler) as server:
+        fake.url = f"http://127.0.0.1:{server.server_address[1]}/v2/query"
         yield fake
-    finally:
-        server.shutdown()
         server.server_close()

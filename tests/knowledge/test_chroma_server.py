@@ -8,11 +8,9 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from bot.config import Settings
 from bot.errors import DomainbotError
 from bot.services import knowledge_config, open_knowledge
 from knowledge import HashEmbedder, KnowledgeBase, KnowledgeConfig, KnowledgeError
+from tests.loopback import QuietHandler, serve
 
 embedder = HashEmbedder(64)
 GRINDER = "The burr grinder needs new burrs every 500 kilograms of coffee beans."
@@ -118,32 +117,20 @@ def test_the_token_goes_in_the_header_and_a_refusal_names_the_server(
 ) -> None:
     seen: list[str] = []
 
-    class Refuse(BaseHTTPRequestHandler):
+    class Refuse(QuietHandler):
         def do_GET(self) -> None:
             seen.append(f"{self.path} {self.headers.get('Authorization')}")
             body = json.dumps({"error": "Unauthorized", "message": "bad token"}).encode()
-            self.send_response(401)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_body(401, "application/json", body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("DOMAINBOT_CHROMA_URL", url)
-    monkeypatch.setenv("DOMAINBOT_CHROMA_TOKEN", TOKEN)
-    try:
+    with serve(Refuse) as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setenv("DOMAINBOT_CHROMA_URL", url)
+        monkeypatch.setenv("DOMAINBOT_CHROMA_TOKEN", TOKEN)
         settings = Settings()
         assert TOKEN not in repr(knowledge_config(settings))
         with pytest.raises(DomainbotError, match=f"The Chroma server at {url} could not be reached") as caught:
             open_knowledge(settings, embedder)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert seen and all(line.endswith(f"Bearer {TOKEN}") for line in seen)
     assert TOKEN not in str(caught.value)
 
