@@ -245,13 +245,13 @@ def _substitute(node: Any, terms: dict[str, str], where: str) -> Any:
 def load_policy(path: Path | None = None) -> Policy:
     """Read and validate a policy file and its exemplar files; raise PolicyError naming the bad key."""
     path = path or DEFAULT_POLICY_PATH
-    data = _read_yaml(path, expect=dict)
+    data = read_yaml(path, expect=dict)
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(_describe(path, exc)) from None
-    exemplars = _read_yaml(path.parent / policy.harmful.exemplars, expect=dict)
-    benign = _read_yaml(path.parent / policy.harmful.benign, expect=dict)
+        raise PolicyError(describe_errors(path, exc)) from None
+    exemplars = read_yaml(path.parent / policy.harmful.exemplars, expect=dict)
+    benign = read_yaml(path.parent / policy.harmful.benign, expect=dict)
     harmful_sets = _text_lists(path.parent / policy.harmful.exemplars, exemplars)
     unknown = sorted(set(harmful_sets) - set(policy.harmful.categories))
     if unknown:
@@ -268,7 +268,8 @@ def load_policy(path: Path | None = None) -> Policy:
     )
 
 
-def _read_yaml(path: Path, expect: type) -> Any:
+def read_yaml(path: Path, expect: type) -> Any:
+    """A YAML file's data, checked to be of type `expect`; PolicyError naming the file otherwise."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -289,7 +290,8 @@ def _text_lists(path: Path, data: dict[Any, Any]) -> dict[str, list[str]]:
     return {str(key): list(texts) for key, texts in data.items()}
 
 
-def _describe(path: Path, exc: ValidationError) -> str:
+def describe_errors(path: Path, exc: ValidationError) -> str:
+    """One line per problem, each naming the file and the dotted key."""
     problems = []
     for err in exc.errors():
         where = ".".join(str(part) for part in err["loc"]) or "(top level)"

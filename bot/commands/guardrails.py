@@ -81,19 +81,39 @@ def eval_guardrails(
         Path,
         typer.Option("--data-dir", help="Folder with advbench_harmful_behaviors.csv and xstest_prompts.csv."),
     ] = Path("../shared/data"),
+    own: Annotated[
+        str,
+        typer.Option(
+            "--own",
+            help="Split of the project's own sets to add: heldout (measured only), dev (tuned on), all or none.",
+        ),
+    ] = "heldout",
+    own_dir: Annotated[
+        Path | None,
+        typer.Option("--own-dir", help="Folder of own sets (*.yaml with dev/heldout splits); default: shipped."),
+    ] = None,
+    public: Annotated[
+        bool, typer.Option("--public/--no-public", help="Include AdvBench and XSTest from --data-dir.")
+    ] = True,
     as_json: AsJson = False,
     rules_only: RulesOnly = False,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit with status 1 when a target is missed.")
     ] = False,
 ) -> None:
-    """Block rate on AdvBench and XSTest-unsafe, allow rate on XSTest-safe, and latency per message."""
-    try:
-        from guardrails.evaluation import evaluate, load_eval_sets
+    """Block rate on AdvBench and XSTest-unsafe, allow rate on XSTest-safe, the own sets, and latency."""
+    from guardrails.evaluation import OWN_SETS_DIR, EvalSet, evaluate, load_eval_sets, load_own_sets
 
-        sets = load_eval_sets(data_dir)
-    except FileNotFoundError as exc:
+    sets: list[EvalSet] = []
+    try:
+        if public:
+            sets += load_eval_sets(data_dir)
+        if own != "none":
+            sets += load_own_sets(own, own_dir or OWN_SETS_DIR)
+    except (FileNotFoundError, ValueError) as exc:  # PolicyError is a ValueError
         raise DomainbotError(str(exc)) from None
+    if not sets:
+        raise DomainbotError("Nothing to evaluate: --no-public with --own none, or an empty --own-dir.")
     guard, timer = _load_guardrails(rules_only)
     report = evaluate(guard, sets, timer)
     if as_json:
@@ -104,8 +124,8 @@ def eval_guardrails(
             table.add_row(
                 row["name"],
                 f"{row['rate']:.1%}",
-                f"{row['target']:.0%}",
-                "yes" if row["passed"] else "NO",
+                "-" if row["target"] is None else f"{row['target']:.0%}",
+                {True: "yes", False: "NO", None: "-"}[row["passed"]],
                 str(len(row["failures"])),
             )
         console = Console()

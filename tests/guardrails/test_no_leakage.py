@@ -1,5 +1,6 @@
 """The evaluation sets measure the rails and must not train them: no eval prompt, or a near copy of one,
-may appear in the policy, the exemplars, or these tests' tables."""
+may appear in the policy, the exemplars, these tests' tables or the project's own sets. The own sets are
+measured in turn: none of their prompts may be copied into the exemplars either."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import pytest
 
 from guardrails import DEFAULT_POLICY_PATH, load_policy
+from guardrails.evaluation import load_own_sets
 from tests.conftest import SHARED_DATA
 from tests.guardrails import cases
 
@@ -39,11 +41,32 @@ def _eval_prompts() -> list[str]:
     return prompts
 
 
-def _our_texts() -> list[str]:
+def _own_set_texts() -> list[str]:
+    return [turn for eval_set in load_own_sets("all") for item in eval_set.items for turn in item.turns]
+
+
+def _policy_texts() -> list[str]:
     policy = load_policy()
-    texts = (
-        [t for group in policy.exemplars.values() for t in group] + policy.benign + policy.topical.examples
-    )
+    return [t for group in policy.exemplars.values() for t in group] + policy.benign + policy.topical.examples
+
+
+def _near_copies(ours: list[str], theirs: list[str]) -> list[tuple[str, float]]:
+    their_words = [(text, _words(text)) for text in theirs]
+    close = []
+    for text in ours:
+        words = _words(text)
+        if len(words) < 4:
+            continue
+        for other, other_words in their_words:
+            overlap = len(words & other_words) / len(words | other_words)
+            if overlap >= NEAR_DUPLICATE or _normalise(text) == _normalise(other):
+                close.append((text, round(overlap, 2)))
+                break
+    return close
+
+
+def _our_texts() -> list[str]:
+    texts = _policy_texts() + _own_set_texts()
     for name in dir(cases):
         table = getattr(cases, name)
         if name.isupper() and isinstance(table, list):
@@ -60,18 +83,16 @@ def test_no_eval_prompt_appears_in_the_policy_files() -> None:
     assert not found, f"evaluation prompts copied into the policy: {found[:3]}"
 
 
-def test_no_exemplar_or_test_case_is_a_near_copy_of_an_eval_prompt() -> None:
-    eval_words = [(p, _words(p)) for p in _eval_prompts()]
-    close = []
-    for text in _our_texts():
-        ours = _words(text)
-        if len(ours) < 4:
-            continue
-        for prompt, theirs in eval_words:
-            overlap = len(ours & theirs) / len(ours | theirs)
-            if overlap >= NEAR_DUPLICATE or _normalise(text) == _normalise(prompt):
-                close.append((text, round(overlap, 2)))
+def test_no_exemplar_test_case_or_own_set_prompt_is_a_near_copy_of_an_eval_prompt() -> None:
+    close = _near_copies(_our_texts(), _eval_prompts())
     assert not close, f"too close to evaluation prompts: {close[:5]}"
+
+
+def test_the_own_sets_exist_and_no_exemplar_is_a_near_copy_of_one_of_their_prompts() -> None:
+    own = _own_set_texts()
+    assert len(own) >= 100, "the project's own evaluation sets are missing from guardrails/evalsets"
+    close = _near_copies(_policy_texts(), own)
+    assert not close, f"exemplars too close to own-set prompts: {close[:5]}"
 
 
 def test_the_check_itself_catches_a_copy() -> None:

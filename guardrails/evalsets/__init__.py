@@ -1,0 +1,1 @@
+"""The project's own guardrail evaluation sets (YAML), shipped so operators can rerun them."""
