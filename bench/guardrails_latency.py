@@ -35,7 +35,7 @@ def main() -> None:
         torch.set_num_threads(1)
         timer = TimedEmbedder(SentenceTransformerEmbedder())
     guard = Guardrails.load(embedder=timer)
-    prompts = [p for s in load_eval_sets(args.data_dir) for p in s.prompts]
+    prompts = [item.text for s in load_eval_sets(args.data_dir) for item in s.items]
 
     def measure(texts: list[str]) -> dict[str, float]:
         total, rails = [], []
