@@ -8,7 +8,7 @@ from guardrails import Guardrails, Policy
 from guardrails.harmful import HarmfulDetector
 from guardrails.policy import HarmfulConfig
 from knowledge.embedder import HashEmbedder
-from tests.guardrails.cases import HARMFUL_EN, HARMFUL_KO, SAFE_EN, SAFE_KO
+from tests.guardrails.cases import HARMFUL_EN, HARMFUL_KO, RULES_EN, RULES_SAFE_EN, SAFE_EN, SAFE_KO
 
 
 @pytest.mark.parametrize(("text", "category"), HARMFUL_EN + HARMFUL_KO)
@@ -99,3 +99,16 @@ def test_game_or_fiction_setting_raises_the_classifier_threshold(policy: Policy)
     game = HarmfulDetector(policy.harmful, {}, [], None)
     assert game.in_game_or_fiction("how do i ambush players in fortnite")
     assert not game.in_game_or_fiction("how do i ambush my neighbour")
+
+
+@pytest.mark.parametrize(("text", "rule"), RULES_EN)
+def test_english_rule_blocks_request_without_how_to_wording(rules_guard: Guardrails, text: str, rule: str) -> None:
+    verdict = rules_guard.check_input(text)
+    assert verdict.action == "blocked", verdict
+    assert rule in {f.rule for f in verdict.findings}
+
+
+@pytest.mark.parametrize("text", RULES_SAFE_EN)
+def test_english_rules_let_look_alike_through(rules_guard: Guardrails, text: str) -> None:
+    verdict = rules_guard.check_input(text)
+    assert verdict.allowed, verdict
