@@ -47,10 +47,18 @@ _RRN = re.compile(r"(?<!\d)(\d{2})(\d{2})(\d{2})\s?-?\s?([1-8])(\d{6})(?!\d)")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
-_IPV6 = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])")
+# Not inside a word: "std::vector" and "Base::func" hold valid-looking "d::" and "e::f".
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+_HEX_DIGIT = re.compile(r"[0-9A-Fa-f]")
+# A dotted quad right after one of these is a version or a section number ("version 2.4.1.0", "§ 4.2.1.3").
+_VERSION_BEFORE = re.compile(
+    r"(?:\bv|\bversions?|\bver\.?|\breleases?|\bbuilds?|\bfirmware|\bsections?|\bsec\.|\bchapters?|\bclauses?|§"
+    r"|\bpinned to|\brev(?:ision)?\.?|[=<>~]=)\s*:?\s*$",
+    re.IGNORECASE,
+)
 _PHONES = {
     "kr_mobile": re.compile(r"(?<![\d+])01[016789][ .-]?\d{3,4}[ .-]?\d{4}(?!\d)"),
-    "kr_landline": re.compile(r"(?<![\d+])0(?:2|[3-6][1-5]|70)[ .-]?\d{3,4}[ .-]?\d{4}(?!\d)"),
+    "kr_landline": re.compile(r"(?<![\d+])\(?0(?:2|[3-6][1-5]|70)\)?[ .-]?\d{3,4}[ .-]?\d{4}(?!\d)"),
     "international": re.compile(r"(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)"),
     "north_american": re.compile(r"(?<![\w])\(?[2-9]\d{2}\)?[ .-]\d{3}[ .-]\d{4}(?!\d)"),
 }
@@ -93,6 +101,12 @@ def _ip_ok(text: str) -> bool:
     return not (address.is_loopback or address.is_unspecified)
 
 
+def _openai_key_ok(token: str) -> bool:
+    """Real keys are random letters and digits; a kebab-case name ("sk-spinner-fading-circle") is not one."""
+    body = token[3:]
+    return any(ch.isdigit() for ch in body) and any(ch.isupper() for ch in body)
+
+
 def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
@@ -119,7 +133,8 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
     if "secret" in wanted:
         for name, pattern in _SECRETS.items():
             if _SECRET_HINTS[name].could_match(text):
-                candidates += [Span("secret", name, s, e) for s, e in _matches(pattern, text)]
+                keep = _openai_key_ok if name == "openai_key" else lambda _: True
+                candidates += [Span("secret", name, s, e) for s, e in _matches(pattern, text, keep)]
     if "email" in wanted:
         candidates += [Span("email", "email", s, e) for s, e in _matches(_EMAIL, text)]
     if "rrn" in wanted:
@@ -133,9 +148,14 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
         candidates += [Span("iban", "iban_mod97", s, e) for s, e in _matches(_IBAN, text, iban_ok)]
     if "ip" in wanted:
         if digits:
-            candidates += [Span("ip", "ipv4", s, e) for s, e in _matches(_IPV4, text, _ip_ok)]
+            candidates += [
+                Span("ip", "ipv4", s, e)
+                for s, e in _matches(_IPV4, text, _ip_ok)
+                if not _VERSION_BEFORE.search(text, max(0, s - 20), s)
+            ]
         if ":" in text:
-            ipv6_ok = lambda t: ":" in t and _ip_ok(t)  # noqa: E731
+            # Five hex digits at least: "fe80::1" is an address, "a::b" in C++ is a scope.
+            ipv6_ok = lambda t: ":" in t and len(_HEX_DIGIT.findall(t)) >= 5 and _ip_ok(t)  # noqa: E731
             candidates += [Span("ip", "ipv6", s, e) for s, e in _matches(_IPV6, text, ipv6_ok)]
     if "phone" in wanted:
         for name, pattern in _PHONES.items():
