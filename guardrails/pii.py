@@ -2,7 +2,8 @@
 
 Kinds: email, phone (international, Korean mobile and landline, North American), card (Luhn), rrn (Korean
 resident registration number: date plus checksum), ip (IPv4/IPv6), iban (mod-97) and secret (Hugging Face,
-Telegram bot, AWS, Google, GitHub, OpenAI and Slack tokens, private key blocks).
+Telegram bot, AWS, Google, GitHub, GitLab, OpenAI, Slack, Stripe, npm and Azure keys and tokens, Slack and
+Discord webhooks, JWTs, private key blocks, and passwords written as "password: ...").
 """
 
 from __future__ import annotations
@@ -26,16 +27,31 @@ class Span:
 
 # Bounded repeats keep every pattern linear in the text length (an unbounded local part backtracks
 # quadratically over a long run of letters).
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}")
+# The local part may hold any letters ("김철수@example.kr"); the domain is ASCII or punycode.
+_EMAIL = re.compile(r"[\w.%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}")
 _SECRETS = {
     "huggingface_token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
     "telegram_bot_token": re.compile(r"\b\d{8,10}:[A-Za-z0-9_-]{35}\b"),
     "aws_access_key": re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
-    "aws_secret_key": re.compile(r"(?i)aws_?secret_?(?:access_?)?key\s*[:=]\s*['\"]?[A-Za-z0-9/+=]{40}"),
+    "aws_secret_key": re.compile(r"(?i)aws_?secret_?(?:access_?)?key\s*[:=]\s*['\"]?(?P<value>[A-Za-z0-9/+=]{40})"),
     "google_api_key": re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
     "github_token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b"),
     "openai_key": re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b"),
     "slack_token": re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
+    "slack_webhook": re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{16,}"),
+    "discord_webhook": re.compile(r"https://(?:\w+\.)?discord(?:app)?\.com/api/webhooks/\d{5,}/[A-Za-z0-9_-]{30,}"),
+    "stripe_key": re.compile(r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b"),
+    "gitlab_token": re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}\b"),
+    "npm_token": re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"),
+    "google_oauth_token": re.compile(r"\bya29\.[0-9A-Za-z_-]{20,}"),
+    "azure_account_key": re.compile(r"AccountKey=(?P<value>[A-Za-z0-9+/]{60,}={0,2})"),
+    "jwt": re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+    # A password written as an assignment or "is ...": only the value, and only one with a digit in it,
+    # so "the password is case-sensitive" stays.
+    "password": re.compile(
+        r"(?i)(?:password|passwd|pwd|passphrase|비밀번호|패스워드)\s*(?:[:=]|is\b|는|은)\s*[\"']?"
+        r"(?P<value>(?=[^\s\"']*\d)[^\s\"']{4,64})"
+    ),
     "private_key": re.compile(
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"
     ),
@@ -57,8 +73,11 @@ _VERSION_BEFORE = re.compile(
     re.IGNORECASE,
 )
 _PHONES = {
-    "kr_mobile": re.compile(r"(?<![\d+])01[016789][ .-]?\d{3,4}[ .-]?\d{4}(?!\d)"),
-    "kr_landline": re.compile(r"(?<![\d+])\(?0(?:2|[3-6][1-5]|70)\)?[ .-]?\d{3,4}[ .-]?\d{4}(?!\d)"),
+    # Separators: one space, dot or hyphen, or a dot or hyphen with a space either side ("010 - 1234 - 5678").
+    "kr_mobile": re.compile(r"(?<![\d+])01[016789](?: ?[.-] ?| )?\d{3,4}(?: ?[.-] ?| )?\d{4}(?!\d)"),
+    "kr_landline": re.compile(
+        r"(?<![\d+])\(?0(?:2|[3-6][1-5]|70)\)?(?: ?[.-] ?| )?\d{3,4}(?: ?[.-] ?| )?\d{4}(?!\d)"
+    ),
     "international": re.compile(r"(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)"),
     "north_american": re.compile(r"(?<![\w])\(?[2-9]\d{2}\)?[ .-]\d{3}[ .-]\d{4}(?!\d)"),
 }
@@ -114,9 +133,11 @@ def _digits(text: str) -> str:
 def _matches(
     pattern: re.Pattern[str], text: str, keep: Callable[[str], bool] = lambda _: True
 ) -> Iterable[tuple[int, int]]:
+    # A pattern with a `value` group masks only that part ("password: [SECRET]" keeps its label).
+    part = "value" if "value" in pattern.groupindex else 0
     for match in pattern.finditer(text):
-        if keep(match.group(0)):
-            yield match.start(), match.end()
+        if keep(match.group(part)):
+            yield match.span(part)
 
 
 def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
