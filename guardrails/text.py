@@ -110,9 +110,12 @@ def clean(value: str | bytes, max_chars: int) -> tuple[str, bool]:
 
 def fold(text: str) -> str:
     """The form rules match against: NFKC, no invisible format characters, lower case, single spaces."""
+    return _WHITESPACE.sub(" ", _normalise(text)).strip()
+
+
+def _normalise(text: str) -> str:
     text = _FORMAT.sub("", unicodedata.normalize("NFKC", text))
-    text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
-    return _WHITESPACE.sub(" ", text.lower()).strip()
+    return text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"').lower()
 
 
 def language(text: str) -> str:
@@ -148,7 +151,9 @@ def variants(raw: str) -> list[Variant]:
         folded = folded.translate(_HOMOGLYPHS)
         add("homoglyph", folded)
     add("leet", " ".join(_deleet_token(token) for token in folded.split(" ")))
-    add("spaced", _LOOSE_LETTERS.sub(_join_words, _loose(raw).translate(_HOMOGLYPHS)))
+    loose, runs = _LOOSE_LETTERS.subn(_join_words, _loose(raw).translate(_HOMOGLYPHS))
+    if runs:
+        add("spaced", loose)
     add("spaced", _SPACED_LETTERS.sub(_join_letters, folded))
     # "make a b o m b": the article is swallowed by the run, so also read the run without its first letter.
     add("spaced", _SPACED_LETTERS.sub(lambda m: m.group(0)[:2] + _join_letters_text(m.group(0)[2:]), folded))
@@ -166,8 +171,7 @@ def variants(raw: str) -> list[Variant]:
 
 def _loose(raw: str) -> str:
     """`fold` without collapsing whitespace (tabs and newlines become spaces), for spaced-out letters."""
-    text = _FORMAT.sub("", unicodedata.normalize("NFKC", raw)).lower()
-    return re.sub(r"[\t\n\r]", " ", text)
+    return re.sub(r"[\t\n\r]", " ", _normalise(raw))
 
 
 def _join_words(match: re.Match[str]) -> str:
