@@ -29,6 +29,12 @@ class Span:
 # quadratically over a long run of letters).
 # The local part may hold any letters ("김철수@example.kr"); the domain is ASCII or punycode.
 _EMAIL = re.compile(r"[\w.%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}")
+# "kim [at] example [dot] com": only the bracketed spelling, which nobody writes by accident.
+_EMAIL_SPELLED = re.compile(
+    r"[\w.%+-]{1,64} ?[\[(] ?at ?[\])] ?[A-Za-z0-9-]{1,63}(?: ?[\[(] ?dot ?[\])] ?[A-Za-z0-9-]{1,63}){1,4}",
+    re.IGNORECASE,
+)
+_SPELLED_AT = Matcher(r"[\[(] ?at ?[\])]")
 _SECRETS = {
     "huggingface_token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
     "telegram_bot_token": re.compile(r"\b\d{8,10}:[A-Za-z0-9_-]{35}\b"),
@@ -78,7 +84,11 @@ _PHONES = {
     "kr_landline": re.compile(
         r"(?<![\d+])\(?0(?:2|[3-6][1-5]|70)\)?(?: ?[.-] ?| )?\d{3,4}(?: ?[.-] ?| )?\d{4}(?!\d)"
     ),
-    "international": re.compile(r"(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)"),
+    # "+44 20 ..." or, dialled from abroad, "0044 20 ..." (the 00 form needs a separator after the country
+    # and must not follow another group of digits, as inside an IBAN).
+    "international": re.compile(
+        r"(?<![\w+])(?:\+\d{1,3}[ .-]?|(?<!\d[ .-])00[1-9]\d{0,2}[ .-])\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)"
+    ),
     "north_american": re.compile(r"(?<![\w])\(?[2-9]\d{2}\)?[ .-]\d{3}[ .-]\d{4}(?!\d)"),
 }
 
@@ -148,7 +158,7 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
     digits = _DIGIT.search(text) is not None
     if not digits:
         wanted -= {"rrn", "card", "iban", "phone"}  # and IPv4; an IPv6 address can be all letters
-    if "@" not in text:
+    if "@" not in text and not _SPELLED_AT.could_match(text):
         wanted.discard("email")
     candidates: list[Span] = []
     if "secret" in wanted:
@@ -158,6 +168,7 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
                 candidates += [Span("secret", name, s, e) for s, e in _matches(pattern, text, keep)]
     if "email" in wanted:
         candidates += [Span("email", "email", s, e) for s, e in _matches(_EMAIL, text)]
+        candidates += [Span("email", "email_spelled_out", s, e) for s, e in _matches(_EMAIL_SPELLED, text)]
     if "rrn" in wanted:
         candidates += [
             Span("rrn", "rrn_checksum", s, e) for s, e in _matches(_RRN, text, lambda t: rrn_ok(_digits(t)))

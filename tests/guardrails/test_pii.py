@@ -58,6 +58,8 @@ ALL_KINDS = ["email", "phone", "card", "rrn", "ip", "iban", "secret"]
         ("write to kim_minsu@example.com", "email", "kim_minsu@example.com"),
         ("번호 010 - 2345 - 6789 로", "phone", "010 - 2345 - 6789"),
         ("대표번호 (02) 312-4567", "phone", "(02) 312-4567"),
+        ("dial 0044 20 7946 0958 from Korea", "phone", "0044 20 7946 0958"),
+        ("mail lee.j [at] example [dot] org", "email", "lee.j [at] example [dot] org"),
     ],
 )
 def test_pii_is_found_and_masked(rules_guard: Guardrails, text: str, kind: str, value: str) -> None:
