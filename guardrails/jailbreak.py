@@ -11,11 +11,13 @@ import re
 from collections.abc import Sequence
 
 from guardrails.harmful import rule_findings
+from guardrails.literals import prefilter_text
 from guardrails.policy import JailbreakConfig, compile_pattern
 from guardrails.text import Variant
 from guardrails.verdict import Finding
 
-_QUOTED = re.compile(r"[\"'`“”‘’]([^\"'`“”‘’\n]{1,80})[\"'`“”‘’]")
+# A quote mark inside a word ("let's") neither opens nor closes a fragment.
+_QUOTED = re.compile(r"(?<!\w)[\"'`“”‘’]([^\"'`“”‘’\n]{1,80})[\"'`“”‘’](?!\w)")
 _ASSIGNED = re.compile(r"\b[a-z_]\w{0,10}\s*[:=]\s*([^\s\"'`=][^\n;,]{0,60})")
 
 
@@ -23,9 +25,15 @@ class JailbreakDetector:
     def __init__(self, config: JailbreakConfig, intent: Sequence[str]) -> None:
         self.rules = {"jailbreak": config.rules}
         self.intent = [compile_pattern(p) for p in intent]
+        self.follow_up = [compile_pattern(p) for p in config.follow_up]
 
     def check(self, variants: Sequence[Variant]) -> list[Finding]:
         return rule_findings(self.rules, variants, self.intent, rail="jailbreak")
+
+    def builds_on_earlier(self, text: str) -> bool:
+        """Whether a message refers back to the turns before it ("now act on it", "stay in character")."""
+        folded = prefilter_text(text)
+        return any(p.search(text, folded) for p in self.follow_up)
 
 
 def fragments(text: str) -> list[Variant]:

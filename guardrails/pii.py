@@ -2,7 +2,8 @@
 
 Kinds: email, phone (international, Korean mobile and landline, North American), card (Luhn), rrn (Korean
 resident registration number: date plus checksum), ip (IPv4/IPv6), iban (mod-97) and secret (Hugging Face,
-Telegram bot, AWS, Google, GitHub, OpenAI and Slack tokens, private key blocks).
+Telegram bot, AWS, Google, GitHub, GitLab, OpenAI, Slack, Stripe, npm and Azure keys and tokens, Slack and
+Discord webhooks, JWTs, private key blocks, and passwords written as "password: ...").
 """
 
 from __future__ import annotations
@@ -26,16 +27,37 @@ class Span:
 
 # Bounded repeats keep every pattern linear in the text length (an unbounded local part backtracks
 # quadratically over a long run of letters).
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}")
+# The local part may hold any letters ("김철수@example.kr"); the domain is ASCII or punycode.
+_EMAIL = re.compile(r"[\w.%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}")
+# "kim [at] example [dot] com": only the bracketed spelling, which nobody writes by accident.
+_EMAIL_SPELLED = re.compile(
+    r"[\w.%+-]{1,64} ?[\[(] ?at ?[\])] ?[A-Za-z0-9-]{1,63}(?: ?[\[(] ?dot ?[\])] ?[A-Za-z0-9-]{1,63}){1,4}",
+    re.IGNORECASE,
+)
+_SPELLED_AT = Matcher(r"[\[(] ?at ?[\])]")
 _SECRETS = {
     "huggingface_token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
     "telegram_bot_token": re.compile(r"\b\d{8,10}:[A-Za-z0-9_-]{35}\b"),
     "aws_access_key": re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
-    "aws_secret_key": re.compile(r"(?i)aws_?secret_?(?:access_?)?key\s*[:=]\s*['\"]?[A-Za-z0-9/+=]{40}"),
+    "aws_secret_key": re.compile(r"(?i)aws_?secret_?(?:access_?)?key\s*[:=]\s*['\"]?(?P<value>[A-Za-z0-9/+=]{40})"),
     "google_api_key": re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
     "github_token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b"),
     "openai_key": re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b"),
     "slack_token": re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
+    "slack_webhook": re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{16,}"),
+    "discord_webhook": re.compile(r"https://(?:\w+\.)?discord(?:app)?\.com/api/webhooks/\d{5,}/[A-Za-z0-9_-]{30,}"),
+    "stripe_key": re.compile(r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b"),
+    "gitlab_token": re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}\b"),
+    "npm_token": re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"),
+    "google_oauth_token": re.compile(r"\bya29\.[0-9A-Za-z_-]{20,}"),
+    "azure_account_key": re.compile(r"AccountKey=(?P<value>[A-Za-z0-9+/]{60,}={0,2})"),
+    "jwt": re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+    # A password written as an assignment or "is ...": only the value, and only one with a digit in it,
+    # so "the password is case-sensitive" stays.
+    "password": re.compile(
+        r"(?i)(?:password|passwd|pwd|passphrase|비밀번호|패스워드)\s*(?:[:=]|is\b|는|은)\s*[\"']?"
+        r"(?P<value>(?=[^\s\"']*\d)[^\s\"']{4,64})"
+    ),
     "private_key": re.compile(
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"
     ),
@@ -47,11 +69,26 @@ _RRN = re.compile(r"(?<!\d)(\d{2})(\d{2})(\d{2})\s?-?\s?([1-8])(\d{6})(?!\d)")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
-_IPV6 = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])")
+# Not inside a word: "std::vector" and "Base::func" hold valid-looking "d::" and "e::f".
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+_HEX_DIGIT = re.compile(r"[0-9A-Fa-f]")
+# A dotted quad right after one of these is a version or a section number ("version 2.4.1.0", "§ 4.2.1.3").
+_VERSION_BEFORE = re.compile(
+    r"(?:\bv|\bversions?|\bver\.?|\breleases?|\bbuilds?|\bfirmware|\bsections?|\bsec\.|\bchapters?|\bclauses?|§"
+    r"|\bpinned to|\brev(?:ision)?\.?|[=<>~]=)\s*:?\s*$",
+    re.IGNORECASE,
+)
 _PHONES = {
-    "kr_mobile": re.compile(r"(?<![\d+])01[016789][ .-]?\d{3,4}[ .-]?\d{4}(?!\d)"),
-    "kr_landline": re.compile(r"(?<![\d+])0(?:2|[3-6][1-5]|70)[ .-]?\d{3,4}[ .-]?\d{4}(?!\d)"),
-    "international": re.compile(r"(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)"),
+    # Separators: one space, dot or hyphen, or a dot or hyphen with a space either side ("010 - 1234 - 5678").
+    "kr_mobile": re.compile(r"(?<![\d+])01[016789](?: ?[.-] ?| )?\d{3,4}(?: ?[.-] ?| )?\d{4}(?!\d)"),
+    "kr_landline": re.compile(
+        r"(?<![\d+])\(?0(?:2|[3-6][1-5]|70)\)?(?: ?[.-] ?| )?\d{3,4}(?: ?[.-] ?| )?\d{4}(?!\d)"
+    ),
+    # "+44 20 ..." or, dialled from abroad, "0044 20 ..." (the 00 form needs a separator after the country
+    # and must not follow another group of digits, as inside an IBAN).
+    "international": re.compile(
+        r"(?<![\w+])(?:\+\d{1,3}[ .-]?|(?<!\d[ .-])00[1-9]\d{0,2}[ .-])\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)"
+    ),
     "north_american": re.compile(r"(?<![\w])\(?[2-9]\d{2}\)?[ .-]\d{3}[ .-]\d{4}(?!\d)"),
 }
 
@@ -93,6 +130,12 @@ def _ip_ok(text: str) -> bool:
     return not (address.is_loopback or address.is_unspecified)
 
 
+def _openai_key_ok(token: str) -> bool:
+    """Real keys are random letters and digits; a kebab-case name ("sk-spinner-fading-circle") is not one."""
+    body = token[3:]
+    return any(ch.isdigit() for ch in body) and any(ch.isupper() for ch in body)
+
+
 def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
@@ -100,9 +143,11 @@ def _digits(text: str) -> str:
 def _matches(
     pattern: re.Pattern[str], text: str, keep: Callable[[str], bool] = lambda _: True
 ) -> Iterable[tuple[int, int]]:
+    # A pattern with a `value` group masks only that part ("password: [SECRET]" keeps its label).
+    part = "value" if "value" in pattern.groupindex else 0
     for match in pattern.finditer(text):
-        if keep(match.group(0)):
-            yield match.start(), match.end()
+        if keep(match.group(part)):
+            yield match.span(part)
 
 
 def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
@@ -113,15 +158,17 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
     digits = _DIGIT.search(text) is not None
     if not digits:
         wanted -= {"rrn", "card", "iban", "phone"}  # and IPv4; an IPv6 address can be all letters
-    if "@" not in text:
+    if "@" not in text and not _SPELLED_AT.could_match(text):
         wanted.discard("email")
     candidates: list[Span] = []
     if "secret" in wanted:
         for name, pattern in _SECRETS.items():
             if _SECRET_HINTS[name].could_match(text):
-                candidates += [Span("secret", name, s, e) for s, e in _matches(pattern, text)]
+                keep = _openai_key_ok if name == "openai_key" else lambda _: True
+                candidates += [Span("secret", name, s, e) for s, e in _matches(pattern, text, keep)]
     if "email" in wanted:
         candidates += [Span("email", "email", s, e) for s, e in _matches(_EMAIL, text)]
+        candidates += [Span("email", "email_spelled_out", s, e) for s, e in _matches(_EMAIL_SPELLED, text)]
     if "rrn" in wanted:
         candidates += [
             Span("rrn", "rrn_checksum", s, e) for s, e in _matches(_RRN, text, lambda t: rrn_ok(_digits(t)))
@@ -133,9 +180,14 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
         candidates += [Span("iban", "iban_mod97", s, e) for s, e in _matches(_IBAN, text, iban_ok)]
     if "ip" in wanted:
         if digits:
-            candidates += [Span("ip", "ipv4", s, e) for s, e in _matches(_IPV4, text, _ip_ok)]
+            candidates += [
+                Span("ip", "ipv4", s, e)
+                for s, e in _matches(_IPV4, text, _ip_ok)
+                if not _VERSION_BEFORE.search(text, max(0, s - 20), s)
+            ]
         if ":" in text:
-            ipv6_ok = lambda t: ":" in t and _ip_ok(t)  # noqa: E731
+            # Five hex digits at least: "fe80::1" is an address, "a::b" in C++ is a scope.
+            ipv6_ok = lambda t: ":" in t and len(_HEX_DIGIT.findall(t)) >= 5 and _ip_ok(t)  # noqa: E731
             candidates += [Span("ip", "ipv6", s, e) for s, e in _matches(_IPV6, text, ipv6_ok)]
     if "phone" in wanted:
         for name, pattern in _PHONES.items():

@@ -155,6 +155,21 @@ class HarmfulConfig(_Strict):
 class JailbreakConfig(_Strict):
     rules: list[Rule] = Field(min_length=1)
     history_turns: int = Field(default=4, ge=1, le=20, description="Recent user turns checked together.")
+    follow_up: list[str] = Field(
+        default_factory=list,
+        description="Patterns for a last message that builds on the earlier turns (\"put them together\", "
+        "\"stay in character\"); then what those turns raised counts against it too.",
+    )
+
+    @field_validator("follow_up")
+    @classmethod
+    def _valid_follow_up(cls, value: list[str]) -> list[str]:
+        for i, pattern in enumerate(value):
+            try:
+                compile_pattern(pattern)
+            except re.error as exc:
+                raise ValueError(f"item {i} is not a valid regular expression ({exc})") from None
+        return value
 
 
 class PiiConfig(_Strict):

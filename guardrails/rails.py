@@ -199,7 +199,13 @@ class Guardrails:
         limit = self.policy.limits.scan_chars
         before = cut("\n".join(earlier), limit)[0]
         together = cut(before + "\n" + last, limit)[0]
-        old = {f.rule for f in self._rule_findings([*variants(before), *fragments(fold(before))], rails)}
+        # A last message that builds on the earlier turns ("now put them together") is judged with what
+        # they raised: the set-up came before it, the request is now.
+        old = (
+            set()
+            if "jailbreak" in rails and self.jailbreak.builds_on_earlier(fold(last))
+            else {f.rule for f in self._rule_findings([*variants(before), *fragments(fold(before))], rails)}
+        )
         new = []
         for finding in self._rule_findings([*variants(together), *fragments(fold(together))], rails):
             if finding.rule not in old and finding.rule not in seen:

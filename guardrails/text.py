@@ -34,11 +34,26 @@ _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
 )
 _SPACED_LETTERS = re.compile(r"\b(?:[a-z][ .\-_*]){2,}[a-z]\b")
+# Spaced letters read before whitespace is collapsed, so a wider gap ("i g n o r e   y o u r") still
+# separates words; one or two separators between letters, up to three spaces between words.
+_LOOSE_LETTERS = re.compile(r"(?<![a-z])[a-z](?:(?:[.\-_*]|[.\-_*]? {1,3})[a-z]){3,}(?![a-z])")
+_SEPARATOR = re.compile(r"[^a-z]+")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?:\b|0x)((?:[0-9a-f]{2}[\s:,]?){8,})", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 _MENTIONS_ROT13 = re.compile(r"\brot[- ]?13\b", re.IGNORECASE)
-_REVERSED = re.compile(r"\b(reverse[ds]?|backwards?)\b", re.IGNORECASE)
+_REVERSED = re.compile(r"\b(?:revers\w*|backwards?|flip\w*|mirror\w*|right[- ]to[- ]left)\b", re.IGNORECASE)
+# Reversed text without a word about it shows itself by common English words written backwards.
+_REVERSED_WORDS = re.compile(
+    r"(?<![a-z])(?:eht|dna|ruoy|uoy|woh|tahw|ekam|erongi|snoitcurtsni|tpmorp|metsys|selur|lla|llet|em|ot|fo)(?![a-z])"
+)
+# Letters from other scripts that look like Latin ones (Cyrillic and Greek): "іgnоrе" with Cyrillic і, о, е
+# reads as "ignore". Only a reading: Russian or Greek text itself is left alone in the plain text.
+_HOMOGLYPHS = str.maketrans(
+    "аαвсϲԁеεһіιїјкκӏмпηоοσрρԛгѕтτυνԝхχуγ",
+    "aabccdeehiiijkklmnnoooppqrsttuvwxxyy",
+)
+_OTHER_SCRIPT = re.compile("[\u0370-\u03ff\u0400-\u052f]")
 
 
 def to_text(value: str | bytes) -> str:
@@ -95,9 +110,12 @@ def clean(value: str | bytes, max_chars: int) -> tuple[str, bool]:
 
 def fold(text: str) -> str:
     """The form rules match against: NFKC, no invisible format characters, lower case, single spaces."""
+    return _WHITESPACE.sub(" ", _normalise(text)).strip()
+
+
+def _normalise(text: str) -> str:
     text = _FORMAT.sub("", unicodedata.normalize("NFKC", text))
-    text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
-    return _WHITESPACE.sub(" ", text.lower()).strip()
+    return text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"').lower()
 
 
 def language(text: str) -> str:
@@ -111,7 +129,7 @@ def language(text: str) -> str:
 
 @dataclass(frozen=True)
 class Variant:
-    """One reading of a text: 'plain', or how it was decoded (leet, spaced, base64, hex, rot13, reversed)."""
+    """One reading of a text: 'plain', or how it was decoded (homoglyph, leet, spaced, encoded, rot13, reversed)."""
 
     how: str
     text: str
@@ -129,7 +147,13 @@ def variants(raw: str) -> list[Variant]:
             seen.add(text)
             found.append(Variant(how, text))
 
+    if _OTHER_SCRIPT.search(folded):
+        folded = folded.translate(_HOMOGLYPHS)
+        add("homoglyph", folded)
     add("leet", " ".join(_deleet_token(token) for token in folded.split(" ")))
+    loose, runs = _LOOSE_LETTERS.subn(_join_words, _loose(raw).translate(_HOMOGLYPHS))
+    if runs:
+        add("spaced", loose)
     add("spaced", _SPACED_LETTERS.sub(_join_letters, folded))
     # "make a b o m b": the article is swallowed by the run, so also read the run without its first letter.
     add("spaced", _SPACED_LETTERS.sub(lambda m: m.group(0)[:2] + _join_letters_text(m.group(0)[2:]), folded))
@@ -139,9 +163,31 @@ def variants(raw: str) -> list[Variant]:
         add("encoded", " . ".join(decoded))
     if _MENTIONS_ROT13.search(folded):
         add("rot13", codecs.decode(folded, "rot13"))
-    if _REVERSED.search(folded):
+    if _REVERSED.search(folded) or len(set(_REVERSED_WORDS.findall(folded))) >= 3:
         add("reversed", folded[::-1])
+        add("reversed", " ".join(word[::-1] for word in folded.split(" ")))
     return found
+
+
+def _loose(raw: str) -> str:
+    """`fold` without collapsing whitespace (tabs and newlines become spaces), for spaced-out letters."""
+    return re.sub(r"[\t\n\r]", " ", _normalise(raw))
+
+
+def _join_words(match: re.Match[str]) -> str:
+    """Letters joined into words: the separator used most between letters joins them, any other (or a
+    wider gap) separates words, so "s.y.s.t.e.m p.r.o.m.p.t" and "a b-o-m-b" read "system prompt", "a bomb"."""
+    run = match.group(0)
+    gaps = _SEPARATOR.findall(run)
+    joiner = max(gaps, key=gaps.count)  # ties go to the first, so the reading is the same every run
+    letters = _SEPARATOR.split(run)
+    words = [letters[0]]
+    for gap, letter in zip(gaps, letters[1:], strict=True):
+        if gap == joiner:
+            words[-1] += letter
+        else:
+            words.append(letter)
+    return " ".join(words)
 
 
 def _join_letters_text(text: str) -> str:

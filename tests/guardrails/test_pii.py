@@ -11,6 +11,11 @@ from guardrails.pii import find_pii, iban_ok, luhn_ok, rrn_ok
 FAKE_HF = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz" + "0123456789"
 FAKE_TELEGRAM = "1234" + "56789:" + "AAHfake" + "x" * 28
 FAKE_AWS = "AKIA" + "FAKEFAKEFAKE" + "0000"
+FAKE_STRIPE = "sk_" + "test_" + "FAKE0fake1FAKE2fake3"
+FAKE_GITLAB = "glpat-" + "Fake" * 5
+FAKE_SLACK_HOOK = "https://hooks.slack.com/services/" + "T0FAKE000/B0FAKE000/" + "Fake" * 6
+FAKE_JWT = ".".join(["eyJ" + "hbGciOiJub25lIn0", "eyJ" + "zdWIiOiJmYWtlIn0", "ZmFrZXNpZ25hdHVyZQ"])
+FAKE_OPENAI = "sk-" + "Fake" * 6 + "0000"
 
 ALL_KINDS = ["email", "phone", "card", "rrn", "ip", "iban", "secret"]
 
@@ -43,6 +48,18 @@ ALL_KINDS = ["email", "phone", "card", "rrn", "ip", "iban", "secret"]
             "secret",
             "AIzaSyD-0123456789abcdefghijABCDEFGHIJK",
         ),
+        ("stripe " + FAKE_STRIPE, "secret", FAKE_STRIPE),
+        ("gitlab " + FAKE_GITLAB + " here", "secret", FAKE_GITLAB),
+        ("hook " + FAKE_SLACK_HOOK, "secret", FAKE_SLACK_HOOK),
+        ("bearer " + FAKE_JWT, "secret", FAKE_JWT),
+        ("key " + FAKE_OPENAI, "secret", FAKE_OPENAI),
+        ("password: Fake-0000 please", "secret", "Fake-0000"),
+        ("비밀번호는 fake1234 입니다", "secret", "fake1234"),
+        ("write to kim_minsu@example.com", "email", "kim_minsu@example.com"),
+        ("번호 010 - 2345 - 6789 로", "phone", "010 - 2345 - 6789"),
+        ("대표번호 (02) 312-4567", "phone", "(02) 312-4567"),
+        ("dial 0044 20 7946 0958 from Korea", "phone", "0044 20 7946 0958"),
+        ("mail lee.j [at] example [dot] org", "email", "lee.j [at] example [dot] org"),
     ],
 )
 def test_pii_is_found_and_masked(rules_guard: Guardrails, text: str, kind: str, value: str) -> None:
@@ -65,6 +82,13 @@ def test_pii_is_found_and_masked(rules_guard: Guardrails, text: str, kind: str, 
         "meeting at 10:30 on 2024-05-01",
         "localhost is 127.0.0.1",
         "the answer is 42 and pi is 3.14159",
+        "upgrade to version 2.4.1.0 tonight",  # a dotted quad after a version word
+        "see section 4.2.1.3 of the standard",
+        "std::vector and Base::func are C++",  # not addresses inside words
+        "what does a::b mean?",
+        "the CSS class sk-spinner-double-bounce-container",  # no digits or capitals: not a key
+        "the password is case-sensitive",  # no digit in the value
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
     ],
 )
 def test_lookalikes_with_bad_checksums_are_not_masked(rules_guard: Guardrails, text: str) -> None:

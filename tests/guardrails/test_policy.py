@@ -76,6 +76,11 @@ def test_default_policy_lists_the_rails_categories_and_messages() -> None:
             [{"name": "x", "pattern": "<<nobody>>"}],
             "harmful.categories.privacy.rules.0.pattern: unknown term <<nobody>>",
         ),
+        (
+            ("jailbreak", "follow_up"),
+            ["(unclosed"],
+            "policy.yaml: jailbreak.follow_up: item 0 is not a valid regular expression",
+        ),
     ],
 )
 def test_bad_policy_names_the_offending_key(
@@ -134,7 +139,7 @@ def test_literal_precheck_never_changes_whether_a_policy_pattern_matches() -> No
     rules = [rule for category in policy.harmful.categories.values() for rule in category.rules]
     rules += policy.jailbreak.rules
     matchers = [rule.compiled for rule in rules] + [r.compiled_unless for r in rules if r.compiled_unless]
-    matchers += [compile_pattern(p) for p in policy.harmful.intent]
+    matchers += [compile_pattern(p) for p in [*policy.harmful.intent, *policy.jailbreak.follow_up]]
     assert all(m.literals for m in matchers), "every shipped pattern should have a pre-check"
     tables = (HARMFUL_EN, HARMFUL_KO, SAFE_EN, SAFE_KO, JAILBREAK_EN, JAILBREAK_KO)
     checked = 0
