@@ -65,6 +65,16 @@ def compile_pattern(pattern: str) -> Matcher:
     return Matcher(pattern)
 
 
+def _pattern_list(value: list[str]) -> list[str]:
+    """Validator for a list of regular expressions: the first bad one is named by its index."""
+    for i, pattern in enumerate(value):
+        try:
+            compile_pattern(pattern)
+        except re.error as exc:
+            raise ValueError(f"item {i} is not a valid regular expression ({exc})") from None
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -141,15 +151,7 @@ class HarmfulConfig(_Strict):
         description="Languages the embedder separates well; other languages are judged by rules only.",
     )
 
-    @field_validator("intent", "game_or_fiction")
-    @classmethod
-    def _valid_intent(cls, value: list[str]) -> list[str]:
-        for i, pattern in enumerate(value):
-            try:
-                compile_pattern(pattern)
-            except re.error as exc:
-                raise ValueError(f"item {i} is not a valid regular expression ({exc})") from None
-        return value
+    _valid_patterns = field_validator("intent", "game_or_fiction")(_pattern_list)
 
 
 class JailbreakConfig(_Strict):
@@ -161,15 +163,7 @@ class JailbreakConfig(_Strict):
         "\"stay in character\"); then what those turns raised counts against it too.",
     )
 
-    @field_validator("follow_up")
-    @classmethod
-    def _valid_follow_up(cls, value: list[str]) -> list[str]:
-        for i, pattern in enumerate(value):
-            try:
-                compile_pattern(pattern)
-            except re.error as exc:
-                raise ValueError(f"item {i} is not a valid regular expression ({exc})") from None
-        return value
+    _valid_patterns = field_validator("follow_up")(_pattern_list)
 
 
 class PiiConfig(_Strict):
