@@ -39,6 +39,14 @@ _HEX = re.compile(r"(?:\b|0x)((?:[0-9a-f]{2}[\s:,]?){8,})", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 _MENTIONS_ROT13 = re.compile(r"\brot[- ]?13\b", re.IGNORECASE)
 _REVERSED = re.compile(r"\b(reverse[ds]?|backwards?)\b", re.IGNORECASE)
+# Hangul compatibility jamo, the letters a Korean keyboard types on their own (ㅋㅋ, ㅈㅅ, ㅇㄷ).
+_JAMO_RUN = re.compile("[\u3131-\u318e]+")
+_JAMO = re.compile("[\u3131-\u3163]")
+# For reading a word spelled out letter by letter (ㅈㅏㅅㅏㄹ): the keyboard letters in the order that
+# Unicode numbers the initial consonants, the vowels and the final consonants of a syllable.
+_INITIALS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
+_VOWELS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
+_FINALS = "ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ"
 
 
 def to_text(value: str | bytes) -> str:
@@ -94,10 +102,45 @@ def clean(value: str | bytes, max_chars: int) -> tuple[str, bool]:
 
 
 def fold(text: str) -> str:
-    """The form rules match against: NFKC, no invisible format characters, lower case, single spaces."""
-    text = _FORMAT.sub("", unicodedata.normalize("NFKC", text))
+    """The form rules match against: NFKC, no invisible format characters, lower case, single spaces.
+    Hangul keyboard letters typed on their own stay as typed: NFKC would turn them into conjoining jamo
+    (and join a consonant with the vowel after it), which no pattern written on a keyboard matches."""
+    text = _FORMAT.sub("", _nfkc(text))
     text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
     return _WHITESPACE.sub(" ", text.lower()).strip()
+
+
+def _nfkc(text: str) -> str:
+    if text.isascii() or not _JAMO_RUN.search(text):
+        return unicodedata.normalize("NFKC", text)
+    parts = _JAMO_RUN.split(text)
+    runs = _JAMO_RUN.findall(text)
+    out = [unicodedata.normalize("NFKC", parts[0])]
+    for run, part in zip(runs, parts[1:], strict=True):
+        out += [run, unicodedata.normalize("NFKC", part)]
+    return "".join(out)
+
+
+def compose_jamo(text: str) -> str:
+    """Keyboard letters spelled one by one joined into syllables: "ㅈㅏㅅㅏㄹ" -> "자살". A consonant
+    before a vowel starts a syllable; one after a vowel ends it unless a vowel follows it. Letters that
+    make no syllable (ㅋㅋ) stay."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in _INITIALS and i + 1 < n and text[i + 1] in _VOWELS:
+            code = 0xAC00 + (_INITIALS.index(ch) * 21 + _VOWELS.index(text[i + 1])) * 28
+            i += 2
+            ends = i < n and text[i] in _FINALS and not (i + 1 < n and text[i + 1] in _VOWELS)
+            if ends:
+                code += _FINALS.index(text[i]) + 1
+                i += 1
+            out.append(chr(code))
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
 
 
 def language(text: str) -> str:
@@ -111,7 +154,8 @@ def language(text: str) -> str:
 
 @dataclass(frozen=True)
 class Variant:
-    """One reading of a text: 'plain', or how it was decoded (leet, spaced, base64, hex, rot13, reversed)."""
+    """One reading of a text: 'plain', or how it was decoded (leet, jamo, spaced, base64, hex, rot13,
+    reversed)."""
 
     how: str
     text: str
@@ -130,6 +174,8 @@ def variants(raw: str) -> list[Variant]:
             found.append(Variant(how, text))
 
     add("leet", " ".join(_deleet_token(token) for token in folded.split(" ")))
+    if _JAMO.search(folded):
+        add("jamo", compose_jamo(folded))
     add("spaced", _SPACED_LETTERS.sub(_join_letters, folded))
     # "make a b o m b": the article is swallowed by the run, so also read the run without its first letter.
     add("spaced", _SPACED_LETTERS.sub(lambda m: m.group(0)[:2] + _join_letters_text(m.group(0)[2:]), folded))
