@@ -54,6 +54,14 @@ _HOMOGLYPHS = str.maketrans(
     "aabccdeehiiijkklmnnoooppqrsttuvwxxyy",
 )
 _OTHER_SCRIPT = re.compile("[\u0370-\u03ff\u0400-\u052f]")
+# Hangul compatibility jamo, the letters a Korean keyboard types on their own (ㅋㅋ, ㅈㅅ, ㅇㄷ).
+_JAMO_RUN = re.compile("[\u3131-\u318e]+")
+_JAMO = re.compile("[\u3131-\u3163]")
+# For reading a word spelled out letter by letter (ㅈㅏㅅㅏㄹ): the keyboard letters in the order that
+# Unicode numbers the initial consonants, the vowels and the final consonants of a syllable.
+_INITIALS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
+_VOWELS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
+_FINALS = "ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ"
 
 
 def to_text(value: str | bytes) -> str:
@@ -109,13 +117,48 @@ def clean(value: str | bytes, max_chars: int) -> tuple[str, bool]:
 
 
 def fold(text: str) -> str:
-    """The form rules match against: NFKC, no invisible format characters, lower case, single spaces."""
+    """The form rules match against: NFKC, no invisible format characters, lower case, single spaces.
+    Hangul keyboard letters typed on their own stay as typed: NFKC would turn them into conjoining jamo
+    (and join a consonant with the vowel after it), which no pattern written on a keyboard matches."""
     return _WHITESPACE.sub(" ", _normalise(text)).strip()
 
 
 def _normalise(text: str) -> str:
-    text = _FORMAT.sub("", unicodedata.normalize("NFKC", text))
+    text = _FORMAT.sub("", _nfkc(text))
     return text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"').lower()
+
+
+def _nfkc(text: str) -> str:
+    if text.isascii() or not _JAMO_RUN.search(text):
+        return unicodedata.normalize("NFKC", text)
+    parts = _JAMO_RUN.split(text)
+    runs = _JAMO_RUN.findall(text)
+    out = [unicodedata.normalize("NFKC", parts[0])]
+    for run, part in zip(runs, parts[1:], strict=True):
+        out += [run, unicodedata.normalize("NFKC", part)]
+    return "".join(out)
+
+
+def compose_jamo(text: str) -> str:
+    """Keyboard letters spelled one by one joined into syllables: "ㅈㅏㅅㅏㄹ" -> "자살". A consonant
+    before a vowel starts a syllable; one after a vowel ends it unless a vowel follows it. Letters that
+    make no syllable (ㅋㅋ) stay."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in _INITIALS and i + 1 < n and text[i + 1] in _VOWELS:
+            code = 0xAC00 + (_INITIALS.index(ch) * 21 + _VOWELS.index(text[i + 1])) * 28
+            i += 2
+            ends = i < n and text[i] in _FINALS and not (i + 1 < n and text[i + 1] in _VOWELS)
+            if ends:
+                code += _FINALS.index(text[i]) + 1
+                i += 1
+            out.append(chr(code))
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
 
 
 def language(text: str) -> str:
@@ -129,7 +172,8 @@ def language(text: str) -> str:
 
 @dataclass(frozen=True)
 class Variant:
-    """One reading of a text: 'plain', or how it was decoded (homoglyph, leet, spaced, encoded, rot13, reversed)."""
+    """One reading of a text: 'plain', or how it was decoded (homoglyph, leet, jamo, spaced, encoded, rot13,
+    reversed)."""
 
     how: str
     text: str
@@ -151,6 +195,8 @@ def variants(raw: str) -> list[Variant]:
         folded = folded.translate(_HOMOGLYPHS)
         add("homoglyph", folded)
     add("leet", " ".join(_deleet_token(token) for token in folded.split(" ")))
+    if _JAMO.search(folded):
+        add("jamo", compose_jamo(folded))
     loose, runs = _LOOSE_LETTERS.subn(_join_words, _loose(raw).translate(_HOMOGLYPHS))
     if runs:
         add("spaced", loose)
