@@ -32,8 +32,9 @@ def reports(real_guard: Guardrails) -> dict[str, dict[str, Any]]:
 def test_own_sets_stay_above_their_floors(reports: dict[str, dict[str, Any]], split: str) -> None:
     rows = {name: row for name, row in reports.items() if name.split(".")[1] == split}
     assert {name.split(".")[0] for name in rows} >= {"harmful_en", "harmful_ko", "jailbreak_pii"}
+    # Only rates and the per-category tally are shown: printing heldout prompts would invite tuning on them.
     low = {
-        name: (row["rate"], row["failures"][:3])
+        name: (row["rate"], row["breakdown"])
         for name, row in rows.items()
         if row["rate"] < SET_FLOORS.get(name, FLOORS[split][name.split(".")[2]])
     }
