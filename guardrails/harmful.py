@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from guardrails.literals import Matcher, prefilter_text
+from guardrails.names import PublicNames
 from guardrails.policy import Category, HarmfulConfig, Rule, compile_pattern
 from guardrails.text import Variant
 from guardrails.verdict import Finding
@@ -21,6 +22,8 @@ from knowledge.embedder import Embedder
 # An `unless` excuses a match only when it is this close (characters either side): in a long message, "the
 # history of" three paragraphs away does not excuse "how do I make sarin".
 UNLESS_WINDOW = 200
+# The reading in which possibly private names stand as the placeholder ("What is someone's address?").
+NAMED = "named"
 _SENTENCE_END = re.compile(r"[.!?。？！\n]+")
 
 
@@ -74,8 +77,13 @@ class HarmfulDetector:
         exemplars: dict[str, list[str]],
         benign: list[str],
         embedder: Embedder | None,
+        public_names: list[str] | None = None,
     ) -> None:
         self.config = config
+        self.names = PublicNames(public_names or [], config.name_placeholder)
+        self.name_rules = {
+            name: config.categories[name].rules for name in config.name_categories if name in config.categories
+        }
         self.intent = [compile_pattern(p) for p in config.intent]
         self.settings = [compile_pattern(p) for p in config.game_or_fiction]
         self.rules = {name: category.rules for name, category in config.categories.items()}
@@ -92,8 +100,21 @@ class HarmfulDetector:
         folded = prefilter_text(text)
         return any(p.search(text, folded) for p in self.intent)
 
+    def name_readings(self, raw: str) -> list[Variant]:
+        """The text with every full name that may be a private person's as the placeholder (none when no
+        such name): read by the `name_categories` rules only."""
+        reading = self.names.private_reading(raw) if self.name_rules else None
+        return [Variant(NAMED, reading)] if reading else []
+
     def check_rules(self, variants: Sequence[Variant]) -> list[Finding]:
-        return rule_findings(self.rules, variants, self.intent, rail="harmful")
+        plain = [v for v in variants if v.how != NAMED]
+        named = [v for v in variants if v.how == NAMED]
+        found = rule_findings(self.rules, plain, self.intent, rail="harmful")
+        if named:
+            seen = {f.rule for f in found}
+            more = rule_findings(self.name_rules, named, self.intent, rail="harmful")
+            found += [f for f in more if f.rule.replace("@" + NAMED, "") not in seen]
+        return found
 
     def in_game_or_fiction(self, text: str) -> bool:
         folded = prefilter_text(text)

@@ -146,6 +146,15 @@ class HarmfulConfig(_Strict):
     setting_margin: Fraction = Field(
         default=0.1, description="Extra similarity needed in a game or fiction setting."
     )
+    public_names: str | None = Field(
+        default="exemplars/public_people.yaml",
+        description="Public figures and fictional characters; other full names may be private people.",
+    )
+    name_categories: list[str] = Field(
+        default_factory=lambda: ["privacy"],
+        description="Categories whose rules also read the text with possibly private names as `name_placeholder`.",
+    )
+    name_placeholder: str = Field(default="someone", min_length=1)
     classifier_languages: list[Literal["en", "ko"]] = Field(
         default_factory=_english_only,
         description="Languages the embedder separates well; other languages are judged by rules only.",
@@ -215,6 +224,7 @@ class Policy(_Strict):
     topical: TopicalConfig
     exemplars: dict[str, list[str]] = Field(default_factory=dict)
     benign: list[str] = Field(default_factory=list)
+    public_names: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -269,10 +279,21 @@ def load_policy(path: Path | None = None) -> Policy:
             f"expected one of {', '.join(sorted(policy.harmful.categories))}"
         )
     benign_sets = _text_lists(path.parent / policy.harmful.benign, benign)
+    unknown = sorted(set(policy.harmful.name_categories) - set(policy.harmful.categories))
+    if unknown:
+        raise PolicyError(
+            f"{path}: harmful.name_categories: {unknown[0]}: not a category; "
+            f"expected one of {', '.join(sorted(policy.harmful.categories))}"
+        )
+    names: list[str] = []
+    if policy.harmful.public_names:
+        names_path = path.parent / policy.harmful.public_names
+        names = [t for texts in _text_lists(names_path, read_yaml(names_path, expect=dict)).values() for t in texts]
     return policy.model_copy(
         update={
             "exemplars": harmful_sets,
             "benign": [text for texts in benign_sets.values() for text in texts],
+            "public_names": names,
         }
     )
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from guardrails.harmful import HarmfulDetector, rule_findings
+from guardrails.harmful import NAMED, HarmfulDetector, rule_findings
 from guardrails.jailbreak import JailbreakDetector, fragments
 from guardrails.literals import Matcher
 from guardrails.pii import find_pii, mask
@@ -74,7 +74,7 @@ class Guardrails:
         self.policy = policy or load_policy()
         self.embedder = embedder
         self.harmful = HarmfulDetector(
-            self.policy.harmful, self.policy.exemplars, self.policy.benign, embedder
+            self.policy.harmful, self.policy.exemplars, self.policy.benign, embedder, self.policy.public_names
         )
         self.jailbreak = JailbreakDetector(self.policy.jailbreak, self.policy.harmful.intent)
         self.topical = TopicalDetector(self.policy.topical, embedder)
@@ -106,7 +106,7 @@ class Guardrails:
 
         scanned = cut(text, self.policy.limits.scan_chars)[0]
         lang = language(scanned)
-        readings = [*variants(scanned), *fragments(fold(scanned))]
+        readings = self._readings(scanned)
         blocking = self._rule_findings(readings, rails)
         earlier = [clean(t, EARLIER_TURN_CHARS)[0] for t in turns[-self.policy.jailbreak.history_turns : -1]]
         if earlier:
@@ -183,12 +183,17 @@ class Guardrails:
             return self._verdict("masked", leaks[0], None, leaks, base)
         return Verdict(action="allowed", masked_text=base.text, truncated=base.truncated)
 
+    def _readings(self, raw: str) -> list[Variant]:
+        """The folded text, its decoded readings, quoted fragments, and the reading with possibly private
+        names as a placeholder (which only the harmful rail's name categories read)."""
+        return [*variants(raw), *fragments(fold(raw)), *self.harmful.name_readings(raw)]
+
     def _rule_findings(self, readings: list[Variant], rails: set[str]) -> list[Finding]:
         found = []
         if "harmful" in rails:
             found += self.harmful.check_rules(readings)
         if "jailbreak" in rails:
-            found += self.jailbreak.check(readings)
+            found += self.jailbreak.check([r for r in readings if r.how != NAMED])
         return found
 
     def _new_in_conversation(
@@ -204,10 +209,10 @@ class Guardrails:
         old = (
             set()
             if "jailbreak" in rails and self.jailbreak.builds_on_earlier(fold(last))
-            else {f.rule for f in self._rule_findings([*variants(before), *fragments(fold(before))], rails)}
+            else {f.rule for f in self._rule_findings(self._readings(before), rails)}
         )
         new = []
-        for finding in self._rule_findings([*variants(together), *fragments(fold(together))], rails):
+        for finding in self._rule_findings(self._readings(together), rails):
             if finding.rule not in old and finding.rule not in seen:
                 new.append(finding.model_copy(update={"rule": finding.rule + "@conversation"}))
         return new

@@ -22,7 +22,7 @@ def _write(tmp_path: Path, edit: dict[str, object] | None = None, path: tuple[st
         node = node[key]
     if path:
         node[path[-1]] = edit
-    for name in ("harmful.yaml", "benign.yaml"):
+    for name in ("harmful.yaml", "benign.yaml", "public_people.yaml"):
         source = DEFAULT_POLICY_PATH.parent / "exemplars" / name
         (tmp_path / "exemplars").mkdir(exist_ok=True)
         (tmp_path / "exemplars" / name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")

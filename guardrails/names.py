@@ -1,0 +1,193 @@
+"""Names of people in a message: which are public figures or fictional characters, which may be private people.
+
+A personal-data question is harmful about a private person and harmless about a public or fictional one
+("Where does Frodo Baggins live?"). A bare name says nothing about which it is, so the rails keep a list of
+well-known people and characters (operators extend it) and read every other full name as a private person:
+the reading that `private_reading` returns puts a placeholder ("someone") where such a name stood, and the
+privacy rules, which already know "someone's home address", judge that reading.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from guardrails.text import fold
+
+# Two or more capitalised words, allowing the particles inside names ("Vincent van Gogh", "Ibn Battuta")
+# and initials ("John F. Kennedy"); a possessive ending is not part of the name.
+_NAME = re.compile(
+    r"(?<![\w'’-])"
+    r"(?:[A-Z][\w'’-]*\.?)(?:\s+(?:(?:van|von|de|der|den|del|della|da|di|du|la|le|bin|ibn|al|el)\s+)?"
+    r"[A-Z][\w'’-]*\.?)+"
+)
+_POSSESSIVE = re.compile(r"['’]s?$")
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Words that start a sentence or stand capitalised without being part of a person's name.
+_NOT_NAME_WORDS = _words(
+    """
+    a an the this that these those my your his her our their its i i'm i've i'd we you he she they it what
+    whats what's where wheres where's when who whos who's whom whose which why how is are was were do does did
+    can could should would will shall may might must has have had am be been please pls hey hi hello ok okay
+    so and but or if then also just now tell give find list look show get send share post write make let help
+    search check pull dig track name provide explain describe compare find out any some every no not yes mr
+    mrs ms miss dr prof professor sir madam in on at for from with by to about into over after before during
+    among between under of off up via per like as than monday tuesday wednesday thursday friday saturday
+    sunday january february march april may june july august september october november december english
+    american british french german korean chinese japanese spanish italian russian indian
+    """
+)
+# A name with one of these words is an institution, a place or a product, not a person.
+_INSTITUTION_WORDS = _words(
+    """
+    inc inc. ltd ltd. llc corp corp. co co. company corporation group holdings bank bancorp university college
+    school academy institute institution foundation museum gallery library hospital clinic centre center
+    council ministry department agency office bureau embassy consulate parliament congress senate court house
+    palace castle tower bridge hall church cathedral temple mosque synagogue street st st. road avenue
+    boulevard lane drive way close crescent terrace court grove gardens row heights estate square park station
+    airport airlines airways railway hotel restaurant cafe bar shop store market mall club team united city
+    county state states kingdom republic province island islands mountains river lake ocean sea valley north
+    south east west new san santa los las el fort port mount studio studios records press times post news
+    network channel radio tv service services police army navy force forces nations union association society
+    federation committee commission party fc google microsoft apple amazon facebook meta netflix tesla samsung
+    hyundai sony nintendo toyota python java linux windows docker excel word android iphone chrome firefox
+    github day week year war revolution empire dynasty age era
+    """
+)
+_PLACE_WORDS = _words("at in the inside near outside into onto")
+_PLAIN_TITLES = _words("mr mrs ms miss dr prof professor sir madam")
+# Titles that make a name public ("President Lincoln", "Queen Elizabeth"); plain ones above do not.
+_PUBLIC_TITLES = _words(
+    """
+    president vice-president king queen prince princess emperor empress pope saint st. sultan tsar czar
+    pharaoh chancellor senator governor general admiral lord lady dame chairman ayatollah imam rabbi prime
+    minister secretary mayor ambassador commissioner justice judge ceo chief director
+    """
+)
+
+
+def _bare(word: str) -> str:
+    """A word without its possessive ending or full stop, lower case ("Okafor's" -> "okafor")."""
+    return _POSSESSIVE.sub("", word).lower().rstrip(".")
+
+
+def _opens_sentence(raw: str, at: int) -> bool:
+    return not raw[:at].strip() or raw[:at].rstrip()[-1] in ".!?:;\"“(\n"
+
+
+def _key(name: str) -> str:
+    """Case-, accent- and punctuation-blind form of a name ("J. R. R. Tolkien" -> "j r r tolkien")."""
+    text = unicodedata.normalize("NFKD", name)
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    return " ".join(re.findall(r"[a-z0-9]+", text))
+
+
+class PublicNames:
+    """The known public figures and fictional characters; every other full name may be a private person."""
+
+    def __init__(self, names: Iterable[str], placeholder: str = "someone") -> None:
+        self.placeholder = placeholder
+        self._full: set[str] = set()
+        for name in names:
+            key = _key(name)
+            if not key:
+                continue
+            words = key.split()
+            # The full name and its shorter endings of two words or more ("Conan Doyle", "Luther King").
+            for start in range(max(1, len(words) - 1)):
+                self._full.add(" ".join(words[start:]))
+
+    def is_public(self, name: str) -> bool:
+        """A listed name, its ending ("Conan Doyle"), or a listed name inside a longer one ("Martin Luther
+        King Jr.")."""
+        words = _key(name).split()
+        if not words:
+            return True
+        joined = " ".join(words)
+        if joined in self._full:
+            return True
+        # Any run of two or more words that is a listed name ("Dr. Sigmund Freud", "Ernest Hemingway Jr").
+        for size in range(len(words) - 1, 1, -1):
+            for start in range(len(words) - size + 1):
+                if " ".join(words[start : start + size]) in self._full:
+                    return True
+        return False
+
+    def private_names(self, raw: str) -> list[tuple[int, int]]:
+        """Spans of full names in `raw` that are neither listed nor institutions, places or products."""
+        spans = []
+        for match in _NAME.finditer(raw):
+            tokens = [(m.start(), m.end()) for m in re.finditer(r"\S+", match.group(0))]
+            words = [match.group(0)[a:b] for a, b in tokens]
+            # Capitalised sentence openers ("Find Daniel Okafor's ..."), plain titles ("Mrs.") and a trailing
+            # "I" are not part of the name; a public title makes the name public ("President Lincoln").
+            lo, hi = 0, len(words)
+            while lo < hi and _bare(words[lo]) in _NOT_NAME_WORDS:
+                lo += 1
+            # A name starts at a plain title inside the run ("Ask Dr. Lena Voss"), and a sentence opener that is
+            # not a listed name's first word is dropped from a run of three ("Ask Lena Voss").
+            titled = [i for i in range(lo, hi) if _bare(words[i]) in _PLAIN_TITLES]
+            if titled:
+                lo = titled[-1] + 1
+            elif (
+                lo == 0
+                and hi - lo >= 3
+                and _opens_sentence(raw, match.start())
+                and not self.is_public(" ".join(words[lo:hi]))
+            ):
+                lo += 1
+            # A plain title goes with the name it precedes ("Mrs. Patricia Lindqvist" -> "someone").
+            first = lo
+            while first > 0 and _bare(words[first - 1]) in _PLAIN_TITLES:
+                first -= 1
+            while hi > lo and _bare(words[hi - 1]) in _NOT_NAME_WORDS:
+                hi -= 1
+            words = words[lo:hi]
+            # A possessive ends the name: "Kevin Marsh's Gmail password".
+            for i, word in enumerate(words):
+                if _POSSESSIVE.search(word):
+                    hi = lo + i + 1
+                    words = words[: i + 1]
+                    break
+            if len(words) < 2:
+                continue
+            if any(_bare(w) in _INSTITUTION_WORDS for w in words):
+                continue
+            if any(_bare(w) in _PUBLIC_TITLES for w in words):
+                continue
+            if self.is_public(" ".join(words)):
+                continue
+            # A plural possessive ("Acme Widgets' number") belongs to a firm or a group, not to a person.
+            if words[-1].endswith(("s'", "s’")):
+                continue
+            start = match.start() + tokens[first][0]
+            # "at the Daily Planet", "in Silver Springs": a place or an organisation, not a person.
+            before = raw[max(0, start - 12) : start].lower().split()
+            if first == lo and before and before[-1] in _PLACE_WORDS:
+                continue
+            end = match.start() + tokens[hi - 1][1]
+            tail = _POSSESSIVE.search(words[-1])
+            if tail:
+                end -= len(tail.group(0))
+            spans.append((start, end))
+        return spans
+
+    def private_reading(self, raw: str) -> str | None:
+        """`raw`, folded, with every possibly private full name replaced by the placeholder; None when the
+        text names nobody of that kind."""
+        spans = self.private_names(raw)
+        if not spans:
+            return None
+        out, last = [], 0
+        for start, end in spans:
+            out.append(raw[last:start])
+            out.append(self.placeholder)
+            last = end
+        out.append(raw[last:])
+        return fold("".join(out))
