@@ -3,7 +3,9 @@
 Long texts are cut deliberately, not sampled at random: the first three quarters of the budget keep the
 head (where a request usually is) and the last quarter the tail (where injected instructions often hide),
 joined by a marker line. Everything downstream, the masked text included, sees only that cut text. The
-rules read a shorter cut of the same shape (`limits.scan_chars`), because their time grows with length.
+rules read a shorter cut of the same shape (`limits.scan_chars`), because their time grows with length; the
+jailbreak rules also read the middle that this shorter cut leaves out (`unread_middle`), in plain text only,
+because injected instructions hide in the middle of long pasted documents too.
 """
 
 from __future__ import annotations
@@ -79,9 +81,23 @@ def cut(text: str, max_chars: int) -> tuple[str, bool]:
     """Keep head and tail of a text longer than `max_chars` (see the module docstring)."""
     if len(text) <= max_chars:
         return text, False
-    tail = max_chars // 4
-    head = max_chars - tail - len(CUT_MARKER)
+    head, tail = _head_tail(max_chars)
     return text[:head] + CUT_MARKER + text[-tail:], True
+
+
+def unread_middle(text: str, max_chars: int, margin: int = 200) -> str:
+    """What `cut(text, max_chars)` leaves out, widened by `margin` characters either side so a sentence
+    across the border is read whole; "" when nothing is left out. Instructions hidden halfway through a long
+    pasted document are here."""
+    if len(text) <= max_chars:
+        return ""
+    head, tail = _head_tail(max_chars)
+    return text[max(0, head - margin) : len(text) - tail + margin]
+
+
+def _head_tail(max_chars: int) -> tuple[int, int]:
+    tail = max_chars // 4
+    return max_chars - tail - len(CUT_MARKER), tail
 
 
 def gist(text: str, max_chars: int) -> str:
