@@ -102,25 +102,43 @@ def _head_tail(max_chars: int) -> tuple[int, int]:
 
 def gist(text: str, max_chars: int) -> str:
     """What the embedder reads: character floods cut to three ("!!!!!!!" -> "!!!"), sentences that repeat
-    an earlier one dropped, then the first `max_chars` characters. A megabyte of one emoji or one pasted
-    line then costs the model a few tokens rather than its whole window, and says the same."""
-    window = max_chars * 8
-    sentences = _SENTENCE_END.split(_FLOOD.sub(r"\1\1\1", text[:window]))
-    if len(text) > window and len(sentences) > 1:
-        sentences.pop()  # cut off in the middle
+    an earlier one dropped, and, when that is still longer than `max_chars`, its head and its last
+    sentences, half and half: a long message asks either at its start ("summarise this:") or at its end,
+    after the background. A megabyte of one emoji or one pasted line then costs the model a few tokens
+    rather than its whole window, and says the same."""
+    sentences = _distinct_sentences(text, max_chars * 8)
+    whole = " ".join(sentences)
+    if len(whole) <= max_chars:
+        return whole
+    budget = max_chars // 2
+    tail: list[str] = []
+    size = 0
+    for sentence in reversed(sentences):
+        if size + len(sentence) + 1 > budget:
+            break
+        tail.insert(0, sentence)
+        size += len(sentence) + 1
+    end = " ".join(tail) if tail else whole[-budget:]
+    return whole[: max_chars - len(end) - 1] + " " + end
+
+
+def _distinct_sentences(text: str, window: int) -> list[str]:
+    """The sentences of the first and the last `window` characters, floods cut, repeats dropped; a
+    sentence cut off at a window's edge is left out."""
+    parts = [text] if len(text) <= 2 * window else [text[:window], text[-window:]]
     seen: set[str] = set()
     kept: list[str] = []
-    size = 0
-    for sentence in sentences:
-        key = sentence.strip().lower()
-        if key and key in seen:
-            continue
-        seen.add(key)
-        kept.append(sentence)
-        size += len(sentence) + 1
-        if size >= max_chars:
-            break
-    return " ".join(kept)[:max_chars]
+    for i, part in enumerate(parts):
+        sentences = _SENTENCE_END.split(_FLOOD.sub(r"\1\1\1", part))
+        if len(parts) > 1 and len(sentences) > 1:
+            sentences = sentences[1:] if i else sentences[:-1]
+        for sentence in sentences:
+            key = sentence.strip().lower()
+            if key and key in seen:
+                continue
+            seen.add(key)
+            kept.append(sentence)
+    return kept
 
 
 def clean(value: str | bytes, max_chars: int) -> tuple[str, bool]:
