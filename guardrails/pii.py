@@ -3,8 +3,9 @@
 Kinds: email, phone (international, Korean mobile and landline, North American), card (Luhn), rrn (Korean
 resident registration number: date plus checksum), ip (IPv4/IPv6), iban (mod-97) and secret (Hugging Face,
 Telegram bot, AWS, Google, GitHub, GitLab, OpenAI, Slack, Stripe, npm and Azure keys and tokens, Slack and
-Discord webhooks, JWTs, private key blocks, passwords written as "password: ...", and any other generated
-value assigned to a key or token name in a config or .env file).
+Discord webhooks, JWTs, private key blocks, passwords written as "password: ...", bearer tokens, passwords
+in connection strings, and any other generated value assigned to a key or token name in a config or .env
+file). Card numbers need a card network's first digits as well as the Luhn check.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ _SECRETS = {
     "private_key": re.compile(
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"
     ),
+    # A bearer token in a pasted request or log line ("Authorization: Bearer ...").
+    "bearer_token": re.compile(r"(?i)\bbearer\s+(?P<value>[A-Za-z0-9\-._~+/]{20,}=*)"),
+    # The password in a connection string or URL ("postgres://shop:...@db:5432/shop").
+    "url_credentials": re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@]{1,64}:(?P<value>[^\s:/@]{3,128})@"),
     # Any other key or token in a config file, .env file or code: a value assigned to a name that says it
     # is one (API_KEY=..., "client_secret": "...", BOT_TOKEN: ...). Only the value, and only one that looks
     # generated (letters and digits, 16 or more), so `token = os.environ[...]` and placeholders stay.
@@ -108,6 +113,20 @@ def luhn_ok(digits: str) -> bool:
         d = int(ch) * (2 if i % 2 else 1)
         total += d - 9 if d > 9 else d
     return total % 10 == 0
+
+
+def card_prefix_ok(digits: str) -> bool:
+    """Payment cards start with 3 (Amex, JCB, Diners), 4 (Visa), 5 (Mastercard), 6 (Discover, UnionPay) or
+    2221-2720 (Mastercard's 2-series). Epoch-millisecond timestamps and 18-digit snowflake IDs in logs
+    start with 1, and one in ten of them passes Luhn by chance."""
+    if digits[:1] in ("3", "4", "5", "6"):
+        return True
+    return digits[:1] == "2" and 2221 <= int(digits[:4]) <= 2720
+
+
+def _card_ok(text: str) -> bool:
+    digits = _digits(text)
+    return 13 <= len(digits) <= 19 and card_prefix_ok(digits) and luhn_ok(digits)
 
 
 def rrn_ok(digits: str) -> bool:
@@ -160,6 +179,8 @@ def _openai_key_ok(token: str) -> bool:
 _KEEP_SECRET: dict[str, Callable[[str], bool]] = {
     "openai_key": _openai_key_ok,
     "assigned_secret": _assigned_secret_ok,
+    "bearer_token": _assigned_secret_ok,
+    "url_credentials": lambda value: not _PLACEHOLDER.search(value) and value.lower() not in {"password", "pass"},
 }
 
 
@@ -205,8 +226,7 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
     if "iban" in wanted:
         candidates += [Span("iban", "iban_mod97", s, e) for s, e in _matches(_IBAN, text, iban_ok)]
     if "card" in wanted:
-        card_ok = lambda t: 13 <= len(_digits(t)) <= 19 and luhn_ok(_digits(t))  # noqa: E731
-        candidates += [Span("card", "card_luhn", s, e) for s, e in _matches(_CARD, text, card_ok)]
+        candidates += [Span("card", "card_luhn", s, e) for s, e in _matches(_CARD, text, _card_ok)]
     if "ip" in wanted:
         if digits:
             candidates += [
