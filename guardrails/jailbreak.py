@@ -26,6 +26,13 @@ from guardrails.verdict import Finding
 # A quote mark inside a word ("let's") neither opens nor closes a fragment.
 _QUOTED = re.compile(r"(?<!\w)[\"'`“”‘’]([^\"'`“”‘’\n]{1,80})[\"'`“”‘’](?!\w)")
 _ASSIGNED = re.compile(r"\b[a-z_]\w{0,10}\s*[:=]\s*([^\s\"'`=][^\n;,]{0,60})")
+# In the middle of a long text, only sentences that speak to someone or about the model are read: an
+# instruction to the model says "you", "your", "assistant", "prompt"... and plain prose mostly does not,
+# which keeps a long paste cheap.
+_ADDRESSED = re.compile(
+    r"\b(?:you|your|yourself|assistant|ai|llm|gpt|model|chatbot|bot|system|prompt|instructions?|rules|mode)\b",
+    re.IGNORECASE,
+)
 # Sentences for the mention check: ended by . ! ? and a space, a blank line, or a new list item or heading
 # (pasted text is often wrapped, so a single line break does not end one).
 _SENTENCES = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*(?:[-*•#>|]|\d+[.)]\s))")
@@ -54,7 +61,7 @@ class JailbreakDetector:
         that a cut to `scan_chars` leaves out, and the template weight over all of it."""
         kept = self.without_mentions(text)
         found = []
-        middle = unread_middle(kept, scan_chars)
+        middle = " ".join(s for s in _SENTENCES.split(unread_middle(kept, scan_chars)) if _ADDRESSED.search(s))
         if middle:
             found = [
                 f.model_copy(update={"rule": f"{f.rule}@middle"})
