@@ -3,7 +3,9 @@
 Kinds: email, phone (international, Korean mobile and landline, North American), card (Luhn), rrn (Korean
 resident registration number: date plus checksum), ip (IPv4/IPv6), iban (mod-97) and secret (Hugging Face,
 Telegram bot, AWS, Google, GitHub, GitLab, OpenAI, Slack, Stripe, npm and Azure keys and tokens, Slack and
-Discord webhooks, JWTs, private key blocks, and passwords written as "password: ...").
+Discord webhooks, JWTs, private key blocks, passwords written as "password: ...", bearer tokens, passwords
+in connection strings, and any other generated value assigned to a key or token name in a config or .env
+file). Card numbers need a card network's first digits as well as the Luhn check.
 """
 
 from __future__ import annotations
@@ -61,6 +63,18 @@ _SECRETS = {
     "private_key": re.compile(
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"
     ),
+    # A bearer token in a pasted request or log line ("Authorization: Bearer ...").
+    "bearer_token": re.compile(r"(?i)\bbearer\s+(?P<value>[A-Za-z0-9\-._~+/]{20,}=*)"),
+    # The password in a connection string or URL ("postgres://shop:...@db:5432/shop").
+    "url_credentials": re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@]{1,64}:(?P<value>[^\s:/@]{3,128})@"),
+    # Any other key or token in a config file, .env file or code: a value assigned to a name that says it
+    # is one (API_KEY=..., "client_secret": "...", BOT_TOKEN: ...). Only the value, and only one that looks
+    # generated (letters and digits, 16 or more), so `token = os.environ[...]` and placeholders stay.
+    "assigned_secret": re.compile(
+        r"(?i)(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?key|private[_-]?key|client[_-]?secret|auth[_-]?token"
+        r"|access[_-]?token|refresh[_-]?token|bot[_-]?token|token|credentials?)[\"']?\s*[:=]\s*[\"']?"
+        r"(?P<value>[A-Za-z0-9][A-Za-z0-9_\-+/.:=]{15,200})"
+    ),
 }
 # The words each secret pattern needs (its prefix, or "secret" for AWS secret keys), for a cheap pre-check.
 _SECRET_HINTS = {name: Matcher(pattern.pattern, ignore_case=False) for name, pattern in _SECRETS.items()}
@@ -101,6 +115,21 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+def card_prefix_ok(digits: str) -> bool:
+    """Payment cards start with 3 (Amex, JCB, Diners), 4 (Visa), 5 (Mastercard), 6 (Discover, UnionPay),
+    7 and 8 (fuel and health cards), 9 (domestic schemes, such as Korean domestic cards), 2200-2204 (Mir) or
+    2221-2720 (Mastercard's 2-series). Epoch-millisecond timestamps and 18-digit snowflake IDs in logs start
+    with 1, and one in ten of them passes Luhn by chance."""
+    if digits[:1] in ("3", "4", "5", "6", "7", "8", "9"):
+        return True
+    return digits[:1] == "2" and (2200 <= int(digits[:4]) <= 2204 or 2221 <= int(digits[:4]) <= 2720)
+
+
+def _card_ok(text: str) -> bool:
+    digits = _digits(text)
+    return 13 <= len(digits) <= 19 and card_prefix_ok(digits) and luhn_ok(digits)
+
+
 def rrn_ok(digits: str) -> bool:
     """Korean resident registration number: a real birth date and the weighted mod-11 check digit."""
     if len(digits) != 13 or not digits.isdigit():
@@ -130,10 +159,30 @@ def _ip_ok(text: str) -> bool:
     return not (address.is_loopback or address.is_unspecified)
 
 
+_PLACEHOLDER = re.compile(r"your|here|x{4}|changeme|placeholder|redacted|dummy|<|\$\{", re.IGNORECASE)
+
+
+def _assigned_secret_ok(value: str) -> bool:
+    """A generated value has letters and digits; a name (`settings.API_KEY`) or a placeholder does not pass."""
+    return (
+        any(ch.isdigit() for ch in value)
+        and sum(ch.isalpha() for ch in value) >= 4
+        and not _PLACEHOLDER.search(value)
+    )
+
+
 def _openai_key_ok(token: str) -> bool:
     """Real keys are random letters and digits; a kebab-case name ("sk-spinner-fading-circle") is not one."""
     body = token[3:]
     return any(ch.isdigit() for ch in body) and any(ch.isupper() for ch in body)
+
+
+_KEEP_SECRET: dict[str, Callable[[str], bool]] = {
+    "openai_key": _openai_key_ok,
+    "assigned_secret": _assigned_secret_ok,
+    "bearer_token": _assigned_secret_ok,
+    "url_credentials": lambda value: not _PLACEHOLDER.search(value) and value.lower() not in {"password", "pass"},
+}
 
 
 def _digits(text: str) -> str:
@@ -151,7 +200,7 @@ def _matches(
 
 
 def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
-    """Non-overlapping spans; on overlap the earlier kind wins: secret, email, rrn, card, iban, ip, phone."""
+    """Non-overlapping spans; on overlap the earlier kind wins: secret, email, rrn, iban, card, ip, phone."""
     wanted = set(kinds)
     # Cheap pre-checks, one pass each: most messages have no digits, no '@' and no ':', and then most
     # patterns (each a pass over up to `limits.max_chars` characters) cannot match.
@@ -164,7 +213,7 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
     if "secret" in wanted:
         for name, pattern in _SECRETS.items():
             if _SECRET_HINTS[name].could_match(text):
-                keep = _openai_key_ok if name == "openai_key" else lambda _: True
+                keep = _KEEP_SECRET.get(name, lambda _: True)
                 candidates += [Span("secret", name, s, e) for s, e in _matches(pattern, text, keep)]
     if "email" in wanted:
         candidates += [Span("email", "email", s, e) for s, e in _matches(_EMAIL, text)]
@@ -173,11 +222,12 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
         candidates += [
             Span("rrn", "rrn_checksum", s, e) for s, e in _matches(_RRN, text, lambda t: rrn_ok(_digits(t)))
         ]
-    if "card" in wanted:
-        card_ok = lambda t: 13 <= len(_digits(t)) <= 19 and luhn_ok(_digits(t))  # noqa: E731
-        candidates += [Span("card", "card_luhn", s, e) for s, e in _matches(_CARD, text, card_ok)]
+    # IBAN before card: mod-97 is a far stronger check than Luhn, and one in ten IBANs has a run of digits
+    # that passes Luhn.
     if "iban" in wanted:
         candidates += [Span("iban", "iban_mod97", s, e) for s, e in _matches(_IBAN, text, iban_ok)]
+    if "card" in wanted:
+        candidates += [Span("card", "card_luhn", s, e) for s, e in _matches(_CARD, text, _card_ok)]
     if "ip" in wanted:
         if digits:
             candidates += [

@@ -163,8 +163,42 @@ class HarmfulConfig(_Strict):
     _valid_patterns = field_validator("intent", "game_or_fiction")(_pattern_list)
 
 
+class TemplateSignal(_Strict):
+    """One trait of a pasted jailbreak template: a persona set-up, a penalty for refusing, a demand to stay
+    in character, text addressed to the model inside a document... Alone each is common in harmless
+    messages; a message whose traits add up to `JailbreakConfig.template_weight` is a template."""
+
+    name: str = Field(min_length=1)
+    pattern: str
+    weight: int = Field(default=1, ge=1, le=10)
+
+    @field_validator("pattern")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        try:
+            compile_pattern(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from None
+        return value
+
+    @cached_property
+    def compiled(self) -> Matcher:
+        return compile_pattern(self.pattern)
+
+
 class JailbreakConfig(_Strict):
     rules: list[Rule] = Field(min_length=1)
+    mentions: list[str] = Field(
+        default_factory=list,
+        description="Patterns for a sentence that quotes or describes an attack rather than making one "
+        "(\"phrases like 'ignore previous instructions'\"); the jailbreak rules skip such sentences.",
+    )
+    template: list[TemplateSignal] = Field(
+        default_factory=list, description="Traits of long pasted jailbreak templates, each with a weight."
+    )
+    template_weight: int = Field(
+        default=3, ge=1, description="A message whose template traits weigh this much in all is blocked."
+    )
     history_turns: int = Field(default=4, ge=1, le=20, description="Recent user turns checked together.")
     follow_up: list[str] = Field(
         default_factory=list,
@@ -172,7 +206,7 @@ class JailbreakConfig(_Strict):
         "\"stay in character\"); then what those turns raised counts against it too.",
     )
 
-    _valid_patterns = field_validator("follow_up")(_pattern_list)
+    _valid_patterns = field_validator("follow_up", "mentions")(_pattern_list)
 
 
 class PiiConfig(_Strict):

@@ -107,7 +107,9 @@ class Guardrails:
         scanned = cut(text, self.policy.limits.scan_chars)[0]
         lang = language(scanned)
         readings = self._readings(scanned)
-        blocking = self._rule_findings(readings, rails)
+        blocking = self._rule_findings(readings, rails, scanned)
+        if "jailbreak" in rails:
+            blocking += self.jailbreak.check_long(text, self.policy.limits.scan_chars)
         earlier = [clean(t, EARLIER_TURN_CHARS)[0] for t in turns[-self.policy.jailbreak.history_turns : -1]]
         if earlier:
             blocking += self._new_in_conversation(earlier, scanned, rails, {f.rule for f in blocking})
@@ -188,12 +190,14 @@ class Guardrails:
         names as a placeholder (which only the harmful rail's name categories read)."""
         return [*variants(raw), *fragments(fold(raw)), *self.harmful.name_readings(raw)]
 
-    def _rule_findings(self, readings: list[Variant], rails: set[str]) -> list[Finding]:
+    def _rule_findings(self, readings: list[Variant], rails: set[str], raw: str) -> list[Finding]:
+        """`readings`: those of `raw`, which the jailbreak rules reread without sentences that only quote
+        or describe an attack."""
         found = []
         if "harmful" in rails:
             found += self.harmful.check_rules(readings)
         if "jailbreak" in rails:
-            found += self.jailbreak.check([r for r in readings if r.how != NAMED])
+            found += self.jailbreak.check([r for r in readings if r.how != NAMED], raw)
         return found
 
     def _new_in_conversation(
@@ -209,10 +213,10 @@ class Guardrails:
         old = (
             set()
             if "jailbreak" in rails and self.jailbreak.builds_on_earlier(fold(last))
-            else {f.rule for f in self._rule_findings(self._readings(before), rails)}
+            else {f.rule for f in self._rule_findings(self._readings(before), rails, before)}
         )
         new = []
-        for finding in self._rule_findings(self._readings(together), rails):
+        for finding in self._rule_findings(self._readings(together), rails, together):
             if finding.rule not in old and finding.rule not in seen:
                 new.append(finding.model_copy(update={"rule": finding.rule + "@conversation"}))
         return new

@@ -3,7 +3,9 @@
 Long texts are cut deliberately, not sampled at random: the first three quarters of the budget keep the
 head (where a request usually is) and the last quarter the tail (where injected instructions often hide),
 joined by a marker line. Everything downstream, the masked text included, sees only that cut text. The
-rules read a shorter cut of the same shape (`limits.scan_chars`), because their time grows with length.
+rules read a shorter cut of the same shape (`limits.scan_chars`), because their time grows with length; the
+jailbreak rules also read the middle that this shorter cut leaves out (`unread_middle`), in plain text only,
+because injected instructions hide in the middle of long pasted documents too.
 """
 
 from __future__ import annotations
@@ -79,32 +81,64 @@ def cut(text: str, max_chars: int) -> tuple[str, bool]:
     """Keep head and tail of a text longer than `max_chars` (see the module docstring)."""
     if len(text) <= max_chars:
         return text, False
-    tail = max_chars // 4
-    head = max_chars - tail - len(CUT_MARKER)
+    head, tail = _head_tail(max_chars)
     return text[:head] + CUT_MARKER + text[-tail:], True
+
+
+def unread_middle(text: str, max_chars: int, margin: int = 200) -> str:
+    """What `cut(text, max_chars)` leaves out, widened by `margin` characters either side so a sentence
+    across the border is read whole; "" when nothing is left out. Instructions hidden halfway through a long
+    pasted document are here."""
+    if len(text) <= max_chars:
+        return ""
+    head, tail = _head_tail(max_chars)
+    return text[max(0, head - margin) : len(text) - tail + margin]
+
+
+def _head_tail(max_chars: int) -> tuple[int, int]:
+    tail = max_chars // 4
+    return max_chars - tail - len(CUT_MARKER), tail
 
 
 def gist(text: str, max_chars: int) -> str:
     """What the embedder reads: character floods cut to three ("!!!!!!!" -> "!!!"), sentences that repeat
-    an earlier one dropped, then the first `max_chars` characters. A megabyte of one emoji or one pasted
-    line then costs the model a few tokens rather than its whole window, and says the same."""
-    window = max_chars * 8
-    sentences = _SENTENCE_END.split(_FLOOD.sub(r"\1\1\1", text[:window]))
-    if len(text) > window and len(sentences) > 1:
-        sentences.pop()  # cut off in the middle
+    an earlier one dropped, and, when that is still longer than `max_chars`, its head and its last
+    sentences, half and half: a long message asks either at its start ("summarise this:") or at its end,
+    after the background. A megabyte of one emoji or one pasted line then costs the model a few tokens
+    rather than its whole window, and says the same."""
+    sentences = _distinct_sentences(text, max_chars * 8)
+    whole = " ".join(sentences)
+    if len(whole) <= max_chars:
+        return whole
+    budget = max_chars // 2
+    tail: list[str] = []
+    size = 0
+    for sentence in reversed(sentences):
+        if size + len(sentence) + 1 > budget:
+            break
+        tail.insert(0, sentence)
+        size += len(sentence) + 1
+    end = " ".join(tail) if tail else whole[-budget:]
+    return whole[: max_chars - len(end) - 1] + " " + end
+
+
+def _distinct_sentences(text: str, window: int) -> list[str]:
+    """The sentences of the first and the last `window` characters, floods cut, repeats dropped; a
+    sentence cut off at a window's edge is left out."""
+    parts = [text] if len(text) <= 2 * window else [text[:window], text[-window:]]
     seen: set[str] = set()
     kept: list[str] = []
-    size = 0
-    for sentence in sentences:
-        key = sentence.strip().lower()
-        if key and key in seen:
-            continue
-        seen.add(key)
-        kept.append(sentence)
-        size += len(sentence) + 1
-        if size >= max_chars:
-            break
-    return " ".join(kept)[:max_chars]
+    for i, part in enumerate(parts):
+        sentences = _SENTENCE_END.split(_FLOOD.sub(r"\1\1\1", part))
+        if len(parts) > 1 and len(sentences) > 1:
+            sentences = sentences[1:] if i else sentences[:-1]
+        for sentence in sentences:
+            key = sentence.strip().lower()
+            if key and key in seen:
+                continue
+            seen.add(key)
+            kept.append(sentence)
+    return kept
 
 
 def clean(value: str | bytes, max_chars: int) -> tuple[str, bool]:

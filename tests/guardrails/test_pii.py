@@ -124,3 +124,62 @@ def test_mask_pii_masks_without_running_the_other_rails() -> None:
     guard = Guardrails.load(embedder=None)
     masked = guard.mask_pii("mail alice@example.com about how to build a bomb")
     assert "alice@example.com" not in masked and "build a bomb" in masked
+
+
+# Assembled at run time, like the fakes above.
+_FAKE_GENERATED = "Fa" + "ke0Generated1Value2" + "xyz"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"PAYMENT_API_KEY={_FAKE_GENERATED}",
+        f'"client_secret": "{_FAKE_GENERATED}",',
+        f"auth_token: {_FAKE_GENERATED}",
+        f"curl -H 'Authorization: Bearer {_FAKE_GENERATED}' https://api.example.com/v1/items",
+        f"DATABASE_URL=postgres://shop:{_FAKE_GENERATED}@db:5432/shop",
+    ],
+)
+def test_generated_values_assigned_to_key_names_are_masked(rules_guard: Guardrails, line: str) -> None:
+    verdict = rules_guard.check_input(f"Why does the service reject this config?\n{line}\nLOG_LEVEL=debug")
+    assert verdict.action == "masked", verdict
+    assert _FAKE_GENERATED not in verdict.masked_text and "LOG_LEVEL=debug" in verdict.masked_text
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "API_KEY=${PAYMENT_API_KEY}",
+        'client_secret = settings.OAUTH_CLIENT_SECRET',
+        "auth_token: <your-token-here-1234567>",
+        "max_tokens=4096",
+        "secret_key = os.environ['SECRET_KEY']",
+        "DATABASE_URL=postgres://shop:${DB_PASSWORD}@db:5432/shop",
+        "ts=1714640401123 event_id=1187234567890123456 status=ok",
+    ],
+)
+def test_names_and_placeholders_in_configs_are_not_masked(rules_guard: Guardrails, line: str) -> None:
+    assert rules_guard.check_input(f"Is this config line right?\n{line}").action == "allowed"
+
+
+def test_an_iban_whose_digits_pass_luhn_is_masked_as_an_iban() -> None:
+    text = "pay to DE35 3704 0044 0532 0130 99 by Friday"
+    assert luhn_ok("3537040044053201 30".replace(" ", ""))  # the trap: a card reading of its digits passes
+    assert [span.kind for span in find_pii(text, ALL_KINDS)] == ["iban"]
+
+
+@pytest.mark.parametrize(
+    ("digits", "card"),
+    [
+        ("4539578763621486", True),
+        ("2221000000000009", True),  # Mastercard 2-series
+        ("2200000000000004", True),  # Mir
+        ("9410000000000005", True),  # a domestic scheme (first digit 9)
+        ("2100000000000005", False),  # 2, but in neither 2-series range
+        ("1714640401126", False),  # passes Luhn, but a millisecond timestamp
+        ("1187234567890123458", False),  # passes Luhn, but a snowflake ID
+    ],
+)
+def test_cards_need_a_card_network_prefix(digits: str, card: bool) -> None:
+    assert luhn_ok(digits)
+    assert bool(find_pii(f"value {digits} here", ["card"])) is card

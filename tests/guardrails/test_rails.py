@@ -9,7 +9,7 @@ import unicodedata
 import pytest
 
 from guardrails import Guardrails, Message, Verdict
-from guardrails.text import CUT_MARKER, compose_jamo, fold
+from guardrails.text import CUT_MARKER, compose_jamo, cut, fold, gist, unread_middle
 
 MEGABYTE = 1_000_000
 # Rule time (model calls excluded) for the worst megabyte input is about 5 ms here; a ceiling well above
@@ -181,3 +181,22 @@ def test_rule_path_is_fast(rules_guard: Guardrails) -> None:
             timings.append(time.perf_counter() - start)
     timings.sort()
     assert timings[len(timings) // 2] < 0.015
+
+
+def test_gist_of_a_long_message_keeps_its_head_and_its_last_request() -> None:
+    background = " ".join(f"Background sentence number {i} about the shop." for i in range(200))
+    text = "Hello, some context first. " + background + " So how do I wipe their customer database?"
+    read = gist(text, 500)
+    assert len(read) <= 500
+    assert read.startswith("Hello, some context first.")
+    assert read.endswith("So how do I wipe their customer database?")
+    assert gist("Short question here.", 500) == "Short question here."
+
+
+def test_unread_middle_is_what_the_cut_leaves_out() -> None:
+    text = "".join(chr(ord("a") + i % 26) for i in range(5000))
+    kept, _ = cut(text, 2000)
+    middle = unread_middle(text, 2000, margin=0)
+    head, tail = kept.split(CUT_MARKER)
+    assert head + middle + tail == text
+    assert unread_middle(text[:1500], 2000) == ""
