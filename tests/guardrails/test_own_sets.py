@@ -19,7 +19,9 @@ FLOORS = {
 }
 # areas_ko asks the Korean rules for vocabulary they were not written from (new slang, street names, noun-phrase
 # requests); its heldout block rate measured 0.54 when it was added, so its own floor guards that rate.
-SET_FLOORS = {"areas_ko.heldout.block": 0.50}
+# tasks_en's harmless task requests (cover letters, drills, lesson plans...) pass less often than the other sets'
+# look-alikes: its heldout allow rate measured 0.77 when it was added (not tuned on), guarded by its own floor.
+SET_FLOORS = {"areas_ko.heldout.block": 0.50, "tasks_en.heldout.allow": 0.74}
 
 
 @pytest.fixture(scope="module")
