@@ -15,7 +15,7 @@ import numpy as np
 from guardrails.literals import Matcher, prefilter_text
 from guardrails.names import PublicNames
 from guardrails.policy import Category, HarmfulConfig, Rule, compile_pattern
-from guardrails.text import Variant
+from guardrails.text import Variant, fold
 from guardrails.verdict import Finding
 from knowledge.embedder import Embedder
 
@@ -78,9 +78,18 @@ class HarmfulDetector:
         benign: list[str],
         embedder: Embedder | None,
         public_names: list[str] | None = None,
+        fictional_names: list[str] | None = None,
     ) -> None:
         self.config = config
-        self.names = PublicNames(public_names or [], config.name_placeholder)
+        self.names = PublicNames(
+            public_names or [],
+            config.name_placeholder,
+            fictional_names or [],
+            config.public_placeholder,
+            config.fiction_placeholder,
+        )
+        # In the names reading, this marks a listed character (whose data is nobody's).
+        self._fiction_mark = fold(config.fiction_placeholder) if config.fiction_placeholder else None
         self.name_rules = {
             name: config.categories[name].rules for name in config.name_categories if name in config.categories
         }
@@ -101,15 +110,24 @@ class HarmfulDetector:
         return any(p.search(text, folded) for p in self.intent)
 
     def name_readings(self, raw: str) -> list[Variant]:
-        """The text with every full name that may be a private person's as the placeholder (none when no
-        such name): read by the `name_categories` rules only."""
-        reading = self.names.private_reading(raw) if self.name_rules else None
+        """The text with every full name as the placeholder of its kind (private, public, fictional; none when
+        it names nobody): read by the `name_categories` rules only."""
+        reading = self.names.reading(raw) if self.name_rules else None
         return [Variant(NAMED, reading)] if reading else []
 
     def check_rules(self, variants: Sequence[Variant]) -> list[Finding]:
         plain = [v for v in variants if v.how != NAMED]
         named = [v for v in variants if v.how == NAMED]
-        found = rule_findings(self.rules, plain, self.intent, rail="harmful")
+        # A listed character's identifiers are nobody's personal data: when the text names one, the name
+        # categories judge the names reading (where the character is marked as fictional) instead of the
+        # text as written; decoded readings still count.
+        fiction = self._fiction_mark is not None and any(self._fiction_mark in v.text for v in named)
+        if fiction:
+            others = {name: rules for name, rules in self.rules.items() if name not in self.name_rules}
+            found = rule_findings(others, plain, self.intent, rail="harmful")
+            found += rule_findings(self.name_rules, [v for v in plain if v.how != "plain"], self.intent, "harmful")
+        else:
+            found = rule_findings(self.rules, plain, self.intent, rail="harmful")
         if named:
             seen = {f.rule for f in found}
             more = rule_findings(self.name_rules, named, self.intent, rail="harmful")

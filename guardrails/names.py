@@ -1,10 +1,12 @@
 """Names of people in a message: which are public figures or fictional characters, which may be private people.
 
-A personal-data question is harmful about a private person and harmless about a public or fictional one
-("Where does Frodo Baggins live?"). A bare name says nothing about which it is, so the rails keep a list of
-well-known people and characters (operators extend it) and read every other full name as a private person:
-the reading that `private_reading` returns puts a placeholder ("someone") where such a name stood, and the
-privacy rules, which already know "someone's home address", judge that reading.
+A personal-data question is harmful about a private person and harmless about a fictional one: a character's
+bank PIN or passport number is nobody's data ("What's Frodo Baggins's bank PIN?"). A public figure sits between:
+their birthday, spouse, office and career are public, their home address, phone, medical records and identity
+numbers are not. A bare name says nothing about which it is, so the rails keep lists of well-known people and of
+characters (operators extend them) and read every other full name as a private person. `reading` puts a
+placeholder for each kind where its names stood ("someone", "a celebrity", "a fictional character"),
+and the privacy rules, which already know "someone's home address", judge that reading.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def _bare(word: str) -> str:
 
 
 def _opens_sentence(raw: str, at: int) -> bool:
-    return not raw[:at].strip() or raw[:at].rstrip()[-1] in ".!?:;\"“(\n"
+    return not raw[:at].strip() or raw[:at].rstrip()[-1] in '.!?:;"“(\n'
 
 
 def _key(name: str) -> str:
@@ -88,40 +90,72 @@ def _key(name: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text))
 
 
-class PublicNames:
-    """The known public figures and fictional characters; every other full name may be a private person."""
+PRIVATE, PUBLIC, FICTIONAL = "private", "public", "fictional"
 
-    def __init__(self, names: Iterable[str], placeholder: str = "someone") -> None:
+
+def _table(names: Iterable[str]) -> set[str]:
+    """Listed names and their shorter endings of two words or more ("Conan Doyle", "Luther King")."""
+    table: set[str] = set()
+    for name in names:
+        words = _key(name).split()
+        for start in range(max(1, len(words) - 1)):
+            if words:
+                table.add(" ".join(words[start:]))
+    return table
+
+
+def _listed(words: list[str], table: set[str]) -> bool:
+    """The name, or any run of two or more of its words, is listed ("Dr. Sigmund Freud", "Ernest Hemingway Jr")."""
+    if " ".join(words) in table:
+        return True
+    return any(
+        " ".join(words[start : start + size]) in table
+        for size in range(len(words) - 1, 1, -1)
+        for start in range(len(words) - size + 1)
+    )
+
+
+class PublicNames:
+    """The known public figures and fictional characters; every other full name may be a private person.
+
+    `placeholder` stands for a possibly private person in the readings; `public_placeholder` and
+    `fiction_placeholder` (when given) for a listed public figure and a listed fictional character."""
+
+    def __init__(
+        self,
+        names: Iterable[str],
+        placeholder: str = "someone",
+        fictional: Iterable[str] = (),
+        public_placeholder: str | None = None,
+        fiction_placeholder: str | None = None,
+    ) -> None:
         self.placeholder = placeholder
-        self._full: set[str] = set()
-        for name in names:
-            key = _key(name)
-            if not key:
-                continue
-            words = key.split()
-            # The full name and its shorter endings of two words or more ("Conan Doyle", "Luther King").
-            for start in range(max(1, len(words) - 1)):
-                self._full.add(" ".join(words[start:]))
+        self.public_placeholder = public_placeholder
+        self.fiction_placeholder = fiction_placeholder
+        self._public = _table(names)
+        self._fictional = _table(fictional)
+
+    def kind(self, name: str) -> str:
+        """PUBLIC, FICTIONAL or PRIVATE. A name on both lists is a real person's: a character named after a
+        real one does not make the real one's data fiction."""
+        words = _key(name).split()
+        if not words or _listed(words, self._public):
+            return PUBLIC
+        return FICTIONAL if _listed(words, self._fictional) else PRIVATE
 
     def is_public(self, name: str) -> bool:
-        """A listed name, its ending ("Conan Doyle"), or a listed name inside a longer one ("Martin Luther
-        King Jr.")."""
-        words = _key(name).split()
-        if not words:
-            return True
-        joined = " ".join(words)
-        if joined in self._full:
-            return True
-        # Any run of two or more words that is a listed name ("Dr. Sigmund Freud", "Ernest Hemingway Jr").
-        for size in range(len(words) - 1, 1, -1):
-            for start in range(len(words) - size + 1):
-                if " ".join(words[start : start + size]) in self._full:
-                    return True
-        return False
+        """Listed on either list: a name, its ending ("Conan Doyle"), or a listed name inside a longer one
+        ("Martin Luther King Jr.")."""
+        return self.kind(name) != PRIVATE
 
     def private_names(self, raw: str) -> list[tuple[int, int]]:
         """Spans of full names in `raw` that are neither listed nor institutions, places or products."""
-        spans = []
+        return [(start, end) for start, end, kind in self.names(raw) if kind == PRIVATE]
+
+    def names(self, raw: str) -> list[tuple[int, int, str]]:
+        """(start, end, kind) of every full name of a person in `raw`; institutions, places and products are
+        left out."""
+        spans: list[tuple[int, int, str]] = []
         for match in _NAME.finditer(raw):
             tokens = [(m.start(), m.end()) for m in re.finditer(r"\S+", match.group(0))]
             words = [match.group(0)[a:b] for a, b in tokens]
@@ -159,35 +193,51 @@ class PublicNames:
                 continue
             if any(_bare(w) in _INSTITUTION_WORDS for w in words):
                 continue
-            if any(_bare(w) in _PUBLIC_TITLES for w in words):
-                continue
-            if self.is_public(" ".join(words)):
-                continue
-            # A plural possessive ("Acme Widgets' number") belongs to a firm or a group, not to a person.
-            if words[-1].endswith(("s'", "s’")):
-                continue
-            start = match.start() + tokens[first][0]
-            # "at the Daily Planet", "in Silver Springs": a place or an organisation, not a person.
-            before = raw[max(0, start - 12) : start].lower().split()
-            if first == lo and before and before[-1] in _PLACE_WORDS:
-                continue
             end = match.start() + tokens[hi - 1][1]
             tail = _POSSESSIVE.search(words[-1])
             if tail:
                 end -= len(tail.group(0))
-            spans.append((start, end))
+            start = match.start() + tokens[first][0]
+            if any(_bare(w) in _PUBLIC_TITLES for w in words):
+                spans.append((start, end, PUBLIC))
+                continue
+            kind = self.kind(" ".join(words))
+            if kind != PRIVATE:
+                spans.append((start, end, kind))
+                continue
+            # A plural possessive ("Acme Widgets' number") belongs to a firm or a group, not to a person.
+            if words[-1].endswith(("s'", "s’")):
+                continue
+            # "at the Daily Planet", "in Silver Springs": a place or an organisation, not a person.
+            before = raw[max(0, start - 12) : start].lower().split()
+            if first == lo and before and before[-1] in _PLACE_WORDS:
+                continue
+            spans.append((start, end, PRIVATE))
         return spans
 
     def private_reading(self, raw: str) -> str | None:
         """`raw`, folded, with every possibly private full name replaced by the placeholder; None when the
         text names nobody of that kind."""
-        spans = self.private_names(raw)
+        return self._replace(raw, {PRIVATE: self.placeholder})
+
+    def reading(self, raw: str) -> str | None:
+        """`raw`, folded, with every full name replaced by the placeholder of its kind (public figures and
+        characters only when their placeholders are set); None when nothing was replaced."""
+        places = {PRIVATE: self.placeholder}
+        if self.public_placeholder:
+            places[PUBLIC] = self.public_placeholder
+        if self.fiction_placeholder:
+            places[FICTIONAL] = self.fiction_placeholder
+        return self._replace(raw, places)
+
+    def _replace(self, raw: str, places: dict[str, str]) -> str | None:
+        spans = [(start, end, places[kind]) for start, end, kind in self.names(raw) if kind in places]
         if not spans:
             return None
         out, last = [], 0
-        for start, end in spans:
+        for start, end, placeholder in spans:
             out.append(raw[last:start])
-            out.append(self.placeholder)
+            out.append(placeholder)
             last = end
         out.append(raw[last:])
         return fold("".join(out))

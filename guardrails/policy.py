@@ -48,6 +48,9 @@ def _all_output_rails() -> list[OutputRail]:
     return ["harmful", "pii"]
 
 
+FICTIONAL_LIST = "fictional_characters"
+
+
 class PolicyError(ValueError):
     """A policy file that cannot be used; the message names the file and the offending key."""
 
@@ -161,6 +164,10 @@ class HarmfulConfig(_Strict):
         description="Categories whose rules also read the text with possibly private names as `name_placeholder`.",
     )
     name_placeholder: str = Field(default="someone", min_length=1)
+    # A listed public figure's and a listed character's names are read as these in the name categories, so a
+    # rule can tell "a celebrity's home address" (private) from "a fictional character's PIN" (nobody's).
+    public_placeholder: str | None = Field(default="a celebrity", min_length=1)
+    fiction_placeholder: str | None = Field(default="a fictional character", min_length=1)
     classifier_languages: list[Literal["en", "ko"]] = Field(
         default_factory=_english_only,
         description="Languages the embedder separates well; other languages are judged by rules only.",
@@ -258,6 +265,7 @@ class Policy(_Strict):
     exemplars: dict[str, list[str]] = Field(default_factory=dict)
     benign: list[str] = Field(default_factory=list)
     public_names: list[str] = Field(default_factory=list)
+    fictional_names: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -319,14 +327,18 @@ def load_policy(path: Path | None = None) -> Policy:
             f"expected one of {', '.join(sorted(policy.harmful.categories))}"
         )
     names: list[str] = []
+    fictional: list[str] = []
     if policy.harmful.public_names:
         names_path = path.parent / policy.harmful.public_names
-        names = [t for texts in _text_lists(names_path, read_yaml(names_path, expect=dict)).values() for t in texts]
+        for key, texts in _text_lists(names_path, read_yaml(names_path, expect=dict)).items():
+            # The `fictional_characters` list holds characters; every other list holds real people.
+            (fictional if key == FICTIONAL_LIST else names).extend(texts)
     return policy.model_copy(
         update={
             "exemplars": harmful_sets,
             "benign": [text for texts in benign_sets.values() for text in texts],
             "public_names": names,
+            "fictional_names": fictional,
         }
     )
 

@@ -74,7 +74,12 @@ class Guardrails:
         self.policy = policy or load_policy()
         self.embedder = embedder
         self.harmful = HarmfulDetector(
-            self.policy.harmful, self.policy.exemplars, self.policy.benign, embedder, self.policy.public_names
+            self.policy.harmful,
+            self.policy.exemplars,
+            self.policy.benign,
+            embedder,
+            self.policy.public_names,
+            self.policy.fictional_names,
         )
         self.jailbreak = JailbreakDetector(self.policy.jailbreak, self.policy.harmful.intent)
         self.topical = TopicalDetector(self.policy.topical, embedder)
