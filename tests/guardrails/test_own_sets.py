@@ -18,8 +18,9 @@ FLOORS = {
     "heldout": {"block": 0.80, "allow": 0.88, "mask": 0.95},
 }
 # areas_ko asks the Korean rules for vocabulary they were not written from (new slang, street names, noun-phrase
-# requests); its heldout block rate measured 0.54 when it was added, so its own floor guards that rate.
-SET_FLOORS = {"areas_ko.heldout.block": 0.50}
+# requests); its heldout block rate measured 0.54 when it was added and 0.66 once the Korean rules read whole word
+# lists (lexicon_ko's round), so its own floor sits just under that.
+SET_FLOORS = {"areas_ko.heldout.block": 0.62}
 
 
 @pytest.fixture(scope="module")
