@@ -84,10 +84,14 @@ class JailbreakDetector:
 
     def without_mentions(self, raw: str) -> str:
         """`raw` without the sentences that quote or describe an attack; `raw` itself when there are none."""
-        if not any(m.could_match(raw) for m in self.mentions):
+        # A pattern that matches in no sentence matches nowhere in the whole text either (sentences are split
+        # at white space), so one pass over the whole text finds the few patterns worth trying per sentence.
+        folded = fold(raw)
+        present = [m for m in self.mentions if m.search(folded)]
+        if not present:
             return raw
         sentences = _SENTENCES.split(raw)
-        kept = [s for s in sentences if not any(m.search(fold(s)) for m in self.mentions)]
+        kept = [s for s in sentences if not any(m.search(fold(s)) for m in present)]
         return "\n".join(kept) if len(kept) < len(sentences) else raw
 
     def builds_on_earlier(self, text: str) -> bool:
