@@ -292,19 +292,26 @@ def gguf_model(settings: Settings) -> GgufModel | None:
     return None
 
 
+def cpu_only_torch() -> bool:
+    """Whether the installed torch is a build without CUDA or ROCm (off macOS, where MPS may be there), read
+    from its version file without importing it. A GPU build must be imported to learn whether a GPU is there."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None or platform.system() == "Darwin":
+        return False
+    try:
+        version = (Path(spec.origin).parent / "version.py").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return all(re.search(rf"^{name}\b.*=\s*None\s*$", version, re.MULTILINE) for name in ("cuda", "hip"))
+
+
 def runs_on_cpu(preference: str) -> bool:
     """Whether the model runs on the CPU. A torch build without CUDA or ROCm (off macOS, where MPS may be there)
     answers 'auto' without importing torch, which costs 1.5 s of a start that llama.cpp makes in 0.3 s."""
     if preference != "auto":
         return preference == "cpu"
-    spec = importlib.util.find_spec("torch")
-    if spec is not None and spec.origin is not None and platform.system() != "Darwin":
-        try:
-            version = (Path(spec.origin).parent / "version.py").read_text(encoding="utf-8")
-        except OSError:
-            version = ""
-        if all(re.search(rf"^{name}\b.*=\s*None\s*$", version, re.MULTILINE) for name in ("cuda", "hip")):
-            return True
+    if cpu_only_torch():
+        return True
     from bot.model.device import select_device
 
     return select_device("auto").type == "cpu"
