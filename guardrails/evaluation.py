@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from guardrails.policy import PolicyError, describe_errors, read_yaml
+from guardrails.policy import PiiKind, PolicyError, describe_errors, read_yaml
 from guardrails.rails import Guardrails
 from guardrails.verdict import Verdict
 from knowledge.embedder import Embedder
@@ -102,7 +102,7 @@ class _OwnItem(BaseModel):
     text: str | None = Field(default=None, min_length=1)
     turns: list[str] | None = Field(default=None, min_length=1)
     expect: Expect
-    kinds: list[str] = Field(default_factory=list)
+    kinds: list[PiiKind] = Field(default_factory=list)
     category: str | None = None
     kind: str | None = None
 

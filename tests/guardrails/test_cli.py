@@ -146,6 +146,7 @@ def test_an_own_item_that_expects_a_mask_the_rails_do_not_make_fails(tmp_path: P
         ("dev:\n  - {text: hi, expect: maybe}\n", "mine.yaml: dev.0.expect"),
         ("dev:\n  - {text: hi, turns: [hi], expect: allow}\n", "either text or turns"),
         ("dev:\n  - {text: 'a@b.io', expect: mask}\n", "lists the kinds"),
+        ("dev:\n  - {text: 'a@b.io', expect: mask, kinds: [mail]}\n", "mine.yaml: dev.0.kinds.0"),
         ("test:\n  - {text: hi, expect: allow}\n", "mine.yaml: test: unknown key"),
     ],
 )
