@@ -8,6 +8,7 @@ Latency is measured per message, and reported with and without the time spent in
 from __future__ import annotations
 
 import csv
+import re
 import statistics
 import time
 from collections.abc import Sequence
@@ -32,6 +33,27 @@ OWN_SETS_DIR = Path(__file__).parent / "evalsets"
 SPLITS = ("dev", "heldout")
 
 Expect = Literal["block", "allow", "mask"]
+
+# Secrets in the own sets are written as placeholders and built when the sets load, so no file holds a
+# string in a real provider's token format: `<<fake PREFIX LENGTH>>` is PREFIX followed by LENGTH filler
+# characters (upper-case letters and digits, which every token pattern accepts), and `<<fake-key TYPE>>` a
+# private key block ("<<fake-key RSA>>" -> "-----BEGIN RSA PRIVATE KEY-----..."; TYPE may be empty).
+_FAKE = re.compile(r"<<fake (?:(\S+) )?(\d{1,3})>>|<<fake-key ?([A-Z]*)>>")
+_FILLER = "FAKE0EXAMPLE1"
+
+
+def _fake_value(match: re.Match[str]) -> str:
+    if match.group(2) is not None:
+        length = int(match.group(2))
+        return (match.group(1) or "") + (_FILLER * (length // len(_FILLER) + 1))[:length]
+    label = f"{match.group(3)} PRIVATE KEY" if match.group(3) else "PRIVATE KEY"
+    dashes = "-" * 5
+    return f"{dashes}BEGIN {label}{dashes}\n{_FILLER * 4}\n{dashes}END {label}{dashes}"
+
+
+def with_fake_secrets(text: str) -> str:
+    """`text` with its fake-secret placeholders built (see `_FAKE`)."""
+    return _FAKE.sub(_fake_value, text) if "<<fake" in text else text
 
 
 @dataclass(frozen=True)
@@ -138,7 +160,11 @@ def load_own_sets(split: str, folder: Path = OWN_SETS_DIR) -> list[EvalSet]:
         for name in SPLITS if split == "all" else (split,):
             items = [
                 EvalItem(
-                    tuple(raw.turns or [raw.text or ""]), raw.expect, tuple(raw.kinds), raw.category, raw.kind
+                    tuple(with_fake_secrets(t) for t in raw.turns or [raw.text or ""]),
+                    raw.expect,
+                    tuple(raw.kinds),
+                    raw.category,
+                    raw.kind,
                 )
                 for raw in getattr(data, name)
             ]

@@ -10,7 +10,8 @@ import re
 import pytest
 
 from guardrails import DEFAULT_POLICY_PATH, load_policy
-from guardrails.evaluation import load_own_sets
+from guardrails.evaluation import OWN_SETS_DIR, load_own_sets, with_fake_secrets
+from guardrails.pii import find_pii
 from tests.conftest import SHARED_DATA
 from tests.guardrails import cases
 
@@ -100,3 +101,22 @@ def test_the_check_itself_catches_a_copy() -> None:
     assert len(_words(prompt) & _words(prompt + " please")) / len(
         _words(prompt) | _words(prompt + " please")
     ) >= (NEAR_DUPLICATE)
+
+
+def test_the_own_sets_hold_no_token_in_a_providers_format() -> None:
+    """Secrets are placeholders built at load time (`<<fake PREFIX LENGTH>>`): no file in the repository
+    holds a string that a secret scanner would take for a real token. Passwords stated in prose are words."""
+    for path in sorted(OWN_SETS_DIR.glob("*.yaml")):
+        raw = path.read_text(encoding="utf-8")
+        tokens = [raw[s.start : s.end] for s in find_pii(raw, ["secret"]) if s.rule != "password"]
+        assert not tokens, f"{path.name} holds token-shaped values: {tokens[:3]}"
+
+
+def test_fake_secret_placeholders_are_built_in_the_providers_shape() -> None:
+    built = with_fake_secrets("token <<fake hf_ 34>> and key <<fake-key RSA>> and <<fake 1234567890: 35>>")
+    assert "<<" not in built and built.count("FAKE0EXAMPLE1") >= 3
+    assert [s.rule for s in find_pii(built, ["secret"])] == [
+        "huggingface_token",
+        "private_key",
+        "telegram_bot_token",
+    ]

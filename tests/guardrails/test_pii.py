@@ -16,6 +16,8 @@ FAKE_GITLAB = "glpat-" + "Fake" * 5
 FAKE_SLACK_HOOK = "https://hooks.slack.com/services/" + "T0FAKE000/B0FAKE000/" + "Fake" * 6
 FAKE_JWT = ".".join(["eyJ" + "hbGciOiJub25lIn0", "eyJ" + "zdWIiOiJmYWtlIn0", "ZmFrZXNpZ25hdHVyZQ"])
 FAKE_OPENAI = "sk-" + "Fake" * 6 + "0000"
+FAKE_GITHUB = "ghp_" + "0123456789" + "abcdefghij" + "ABCDEFGHIJ" + "012345"
+FAKE_GOOGLE = "AIza" + "SyD-" + "0123456789" + "abcdefghij" + "ABCDEFGHIJK"
 
 ALL_KINDS = ["email", "phone", "card", "rrn", "ip", "iban", "secret"]
 
@@ -42,12 +44,8 @@ ALL_KINDS = ["email", "phone", "card", "rrn", "ip", "iban", "secret"]
         ("token " + FAKE_HF, "secret", FAKE_HF),
         ("bot " + FAKE_TELEGRAM + " ok", "secret", FAKE_TELEGRAM),
         ("aws " + FAKE_AWS, "secret", FAKE_AWS),
-        ("gh ghp_0123456789abcdefghijABCDEFGHIJ012345", "secret", "ghp_0123456789abcdefghijABCDEFGHIJ012345"),
-        (
-            "google AIzaSyD-0123456789abcdefghijABCDEFGHIJK",
-            "secret",
-            "AIzaSyD-0123456789abcdefghijABCDEFGHIJK",
-        ),
+        ("gh " + FAKE_GITHUB, "secret", FAKE_GITHUB),
+        ("google " + FAKE_GOOGLE, "secret", FAKE_GOOGLE),
         ("stripe " + FAKE_STRIPE, "secret", FAKE_STRIPE),
         ("gitlab " + FAKE_GITLAB + " here", "secret", FAKE_GITLAB),
         ("hook " + FAKE_SLACK_HOOK, "secret", FAKE_SLACK_HOOK),
