@@ -96,6 +96,7 @@ class HarmfulDetector:
         self.intent = [compile_pattern(p) for p in config.intent]
         self.settings = [compile_pattern(p) for p in config.game_or_fiction]
         self.rules = {name: category.rules for name, category in config.categories.items()}
+        self._other_rules = {name: rules for name, rules in self.rules.items() if name not in self.name_rules}
         self.embedder = embedder
         self.categories = [name for name in config.categories if exemplars.get(name)]
         self._labels = np.array([i for i, name in enumerate(self.categories) for _ in exemplars[name]])
@@ -123,8 +124,7 @@ class HarmfulDetector:
         # text as written; decoded readings still count.
         fiction = self._fiction_mark is not None and any(self._fiction_mark in v.text for v in named)
         if fiction:
-            others = {name: rules for name, rules in self.rules.items() if name not in self.name_rules}
-            found = rule_findings(others, plain, self.intent, rail="harmful")
+            found = rule_findings(self._other_rules, plain, self.intent, rail="harmful")
             found += rule_findings(self.name_rules, [v for v in plain if v.how != "plain"], self.intent, "harmful")
         else:
             found = rule_findings(self.rules, plain, self.intent, rail="harmful")
