@@ -246,17 +246,22 @@ def test_a_stuck_reader_does_not_stall_the_others(inner: TransformersBackend) ->
 
 
 def test_a_full_wait_queue_refuses_at_once(inner: TransformersBackend) -> None:
-    gate = threading.Event()
-    ForwardHook(inner.loaded.model, lambda input_ids: gate.wait(10) and None)
+    gate, held = threading.Event(), threading.Event()
+
+    def hold(input_ids: torch.Tensor) -> None:
+        held.set()
+        gate.wait(10)
+
+    ForwardHook(inner.loaded.model, hold)
     backend = BatchingBackend(inner, max_batch=1, max_waiting=1)
     params = GenerationParams(max_new_tokens=4)
     answers = [Answer(), Answer()]
     first = threading.Event()
     holder = threading.Thread(target=consume, args=(backend, "hi", params, answers[0], first))
     holder.start()
+    # The loop took the first request and waits in forward, so nothing takes the next one off the queue.
+    assert held.wait(10), "the first request never reached the model"
     deadline = time.monotonic() + 10
-    while not backend._inbox.empty() and time.monotonic() < deadline:  # the loop took it, and waits in forward
-        time.sleep(0.01)
     waiter = threading.Thread(target=consume, args=(backend, "Paris", params, answers[1], threading.Event()))
     waiter.start()
     while backend._inbox.empty() and time.monotonic() < deadline:
