@@ -21,65 +21,87 @@ from typing import Any
 
 def _case_classes() -> dict[int, int]:
     """Case-insensitive `re` also pairs letters that str.lower() leaves apart (i and dotless ı, s and long ſ,
-    the Greek final sigma...): map each such letter to one member of its class. (İ is handled apart: str.lower()
-    makes two characters of it, `re` one.)"""
+    the Greek final sigma...): map each such letter to one member of its class, leaving out the letters that
+    are their class's own representative. (İ is handled apart: str.lower() makes two characters of it, `re`
+    one.)"""
     table: dict[int, int] = {}
     for low, extras in getattr(sre_casefix, "_EXTRA_CASES", {}).items():
         members = (low, *extras)
         for member in members:
-            table[member] = min(members)
+            if member != min(members):
+                table[member] = min(members)
     return table
 
 
 _FOLD_EXTRA = _case_classes()
-_UPPER_I = {0x130: ord("i")}
-# str.translate with a table is slow on long texts; most texts have none of these letters.
-_SPECIAL = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted({*_FOLD_EXTRA, *_UPPER_I})) + "]")
+# Looked for in the lower-cased text: most texts have none of these letters, and a substitution that only
+# visits them is much faster on a long text than str.translate, which looks up every character.
+_SPECIAL = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_FOLD_EXTRA)) + "]")
 
 Literals = frozenset[str]
 
+# A text this long or longer is checked against every clause of a pattern's pre-check; a shorter one only
+# against the first, as running a pattern over a short text costs less than looking up more words in it.
+LONG_TEXT = 256
+# At most this many clauses are looked up, the most selective first.
+MAX_CLAUSES = 4
+
+
+def _fold_letter(match: re.Match[str]) -> str:
+    return chr(_FOLD_EXTRA[ord(match.group())])
+
 
 def prefilter_text(text: str) -> str:
-    """The form literal sets are looked up in: lower case, with the extra case pairs of `re` folded."""
-    if text.isascii() or not _SPECIAL.search(text):
+    """The form literal sets are looked up in: lower case, with the extra case pairs of `re` folded. It has
+    the same length as `text`, so positions in one are positions in the other."""
+    if text.isascii():
         return text.lower()
-    return text.translate(_UPPER_I).lower().translate(_FOLD_EXTRA)
+    if "\u0130" in text:
+        text = text.replace("\u0130", "i")
+    lowered = text.lower()
+    if _SPECIAL.search(lowered) is None:
+        return lowered
+    return _SPECIAL.sub(_fold_letter, lowered)
 
 
 def required_literals(pattern: str, flags: int = re.IGNORECASE) -> Literals | None:
     """Strings, at least one of which is in any text the pattern matches; None if unknown. Under
     IGNORECASE (given or inline) they are in `prefilter_text` form, to be looked up in a text of that form."""
+    clauses = required_clauses(pattern, flags)
+    return clauses[0] if clauses else None
+
+
+def required_clauses(pattern: str, flags: int = re.IGNORECASE) -> list[Literals]:
+    """Every requirement the pattern's parts make, most selective first: a text the pattern matches holds
+    at least one word of each. `\\b(?:why|how) (?:is|was) (?:the holocaust|a genocide)` gives
+    [{"the holocaust", "a genocide"}, {"why", "how"}, ...]: a text can have "how" and still be ruled out."""
     try:
         parsed = sre_parse.parse(pattern, flags)
     except re.error:
-        return None
-    return _sequence(list(parsed), bool(parsed.state.flags & re.IGNORECASE))
+        return []
+    found = _sequence(list(parsed), bool(parsed.state.flags & re.IGNORECASE))
+    return sorted(set(found), key=_rank, reverse=True)
 
 
-def _better(a: Literals | None, b: Literals | None) -> Literals | None:
-    """The more selective of two requirements: longer shortest word first (in UTF-8 bytes, so a Hangul
-    syllable counts as rarer than a Latin letter), then fewer words to look for."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-
-    def rank(s: Literals) -> tuple[int, int]:
-        return (min(min(len(w.encode("utf-8")) for w in s), 4), -len(s))
-
-    return a if rank(a) >= rank(b) else b
+def _rank(words: Literals) -> tuple[int, int]:
+    """How selective a requirement is: longer shortest word first (in UTF-8 bytes, so a Hangul syllable
+    counts as rarer than a Latin letter), then fewer words to look for."""
+    return (min(min(len(w.encode("utf-8")) for w in words), 6), -len(words))
 
 
-def _sequence(items: list[tuple[Any, Any]], fold: bool) -> Literals | None:
-    """Every item of a sequence must match, so the best requirement of any one item holds for all."""
-    best: Literals | None = None
+def _best(clauses: list[Literals]) -> Literals | None:
+    return max(clauses, key=_rank) if clauses else None
+
+
+def _sequence(items: list[tuple[Any, Any]], fold: bool) -> list[Literals]:
+    """Every item of a sequence must match, so the requirements of all its items hold together."""
+    clauses: list[Literals] = []
     run: list[str] = []
 
     def end_run() -> None:
-        nonlocal best
         if run:
             word = "".join(run)
-            best = _better(best, frozenset({prefilter_text(word) if fold else word}))
+            clauses.append(frozenset({prefilter_text(word) if fold else word}))
             run.clear()
 
     for op, av in items:
@@ -87,30 +109,31 @@ def _sequence(items: list[tuple[Any, Any]], fold: bool) -> Literals | None:
             run.append(chr(av))
             continue
         end_run()
-        best = _better(best, _item(op, av, fold))
+        clauses.extend(_item(op, av, fold))
     end_run()
-    return best
+    return clauses
 
 
-def _item(op: Any, av: Any, fold: bool) -> Literals | None:
+def _item(op: Any, av: Any, fold: bool) -> list[Literals]:
     if op is sre.SUBPATTERN:
         _group, add_flags, del_flags, body = av
         if (add_flags | del_flags) & re.IGNORECASE:
-            return None  # a local (?i:...) or (?-i:...): not worth the bookkeeping
+            return []  # a local (?i:...) or (?-i:...): not worth the bookkeeping
         return _sequence(list(body), fold)
     if op is sre.BRANCH:
+        # One of the branches matches: a word from the best requirement of each, together, is needed.
         union: set[str] = set()
         for branch in av[1]:
-            found = _sequence(list(branch), fold)
-            if found is None:
-                return None
-            union |= found
-        return frozenset(union)
+            best = _best(_sequence(list(branch), fold))
+            if best is None:
+                return []
+            union |= best
+        return [frozenset(union)]
     if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT) and av[0] >= 1:
         return _sequence(list(av[2]), fold)
     if op is sre.ATOMIC_GROUP:
         return _sequence(list(av), fold)
-    return None
+    return []
 
 
 class Matcher:
@@ -121,18 +144,20 @@ class Matcher:
         self.pattern = pattern
         self.regex = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
         self.ignore_case = bool(self.regex.flags & re.IGNORECASE)
-        self.literals = required_literals(pattern, self.regex.flags)
+        self.clauses = required_clauses(pattern, self.regex.flags)[:MAX_CLAUSES]
+        self.literals = self.clauses[0] if self.clauses else None
 
     def could_match(
         self, text: str, folded: str | None = None, pos: int = 0, endpos: int | None = None
     ) -> bool:
-        """False only when the pattern cannot match (none of its required words is in the text)."""
-        if self.literals is None:
+        """False only when the pattern cannot match (a requirement has none of its words in the text)."""
+        if not self.clauses:
             return True
         if self.ignore_case:
             text = prefilter_text(text) if folded is None else folded
         end = len(text) if endpos is None else endpos
-        return any(text.find(word, pos, end) >= 0 for word in self.literals)
+        clauses = self.clauses if end - pos >= LONG_TEXT else self.clauses[:1]
+        return all(any(text.find(word, pos, end) >= 0 for word in words) for words in clauses)
 
     def search(self, text: str, folded: str | None = None, pos: int = 0, endpos: int | None = None) -> bool:
         """Whether the pattern matches in text[pos:endpos]. `folded`: `prefilter_text(text)` when the caller
