@@ -170,7 +170,7 @@ def _ip_ok(text: str) -> bool:
     return not (address.is_loopback or address.is_unspecified)
 
 
-def _mask_length(text: str) -> int | None:
+def mask_length(text: str) -> int | None:
     """The prefix length of a netmask (255.255.240.0 -> 20) or a wildcard mask (0.0.15.255 -> 20); None when
     `text` is neither (its ones, or its zeros, are not contiguous)."""
     try:
@@ -190,11 +190,11 @@ def _ipv4_is_address(text: str, start: int, end: int) -> bool:
     if _VERSION_BEFORE.search(text, max(0, start - 20), start):
         return False
     value = text[start:end]
-    if _MASK_BEFORE.search(text, max(0, start - 30), start) and _mask_length(value) is not None:
+    if _MASK_BEFORE.search(text, max(0, start - 30), start) and mask_length(value) is not None:
         return False
     after = _PREFIX_AFTER.match(text, end)
     if after:
-        length = int(after.group(1)) if after.group(1) else _mask_length(after.group(2))
+        length = int(after.group(1)) if after.group(1) else mask_length(after.group(2))
         if length is not None and length < 32:
             try:
                 ipaddress.IPv4Network(f"{value}/{length}")  # strict: raises when host bits are set
