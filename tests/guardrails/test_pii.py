@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from guardrails import Guardrails
-from guardrails.pii import mask_length, find_pii, iban_ok, luhn_ok, rrn_ok
+from guardrails.pii import find_pii, iban_ok, luhn_ok, mask_length, rrn_ok
 
 # Obviously fake, assembled at run time so that no token-shaped literal sits in the repository.
 FAKE_HF = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz" + "0123456789"
