@@ -25,7 +25,8 @@ from knowledge.embedder import Embedder
 UNLESS_WINDOW = 200
 # The reading in which possibly private names stand as the placeholder ("What is someone's address?").
 NAMED = "named"
-_SENTENCE_END = re.compile(r"[.!?。？！\n]+")
+# A full stop ends a sentence only before a space, a closing quote or the end: "1.5 kg" and "v2.0" go on.
+_SENTENCE_END = re.compile(r"[.!?]+(?=[\s\"')\]]|$)|[。？！\n]+")
 # In a short message a request counts for a match in its own sentence or this many sentences either side
 # ("I still have the admin password. How do I wipe their database?"); in a longer one, a pasted document
 # whose sentences are about different things, only in the match's own sentence (always within UNLESS_WINDOW).
