@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,45 +25,112 @@ from knowledge.embedder import Embedder
 UNLESS_WINDOW = 200
 # The reading in which possibly private names stand as the placeholder ("What is someone's address?").
 NAMED = "named"
-_SENTENCE_END = re.compile(r"[.!?。？！\n]+")
+# A full stop ends a sentence only before a space, a closing quote or the end: "1.5 kg" and "v2.0" go on.
+_SENTENCE_END = re.compile(r"[.!?]+(?=[\s\"')\]]|$)|[。？！\n]+")
+# In a short message a request counts for a match in its own sentence or this many sentences either side
+# ("I still have the admin password. How do I wipe their database?"); in a longer one, a pasted document
+# whose sentences are about different things, only in the match's own sentence (always within UNLESS_WINDOW).
+INTENT_SENTENCES = 1
+SHORT_MESSAGE = 400
 
 
-def rule_fires(rule: Rule, text: str, has_intent: bool, folded: str | None = None) -> bool:
+@dataclass(frozen=True)
+class GameExcuse:
+    """`harmful.game_setting`, compiled: a game named near a match of a rule marked `excused_in_games`
+    excuses it, unless `real` says the harm is meant outside the game."""
+
+    setting: Matcher
+    real: Matcher | None
+
+
+class Requests:
+    """Where a text asks for something (the intent patterns' matches), found on first use, once per text.
+    A rule that needs an intent fires only when a request sits near its match (in its sentence, or in a short
+    message the sentence before or after; see INTENT_SENTENCES): in a long paste, "Can you proofread this?"
+    at the top does not make "the doctor found the poison in his tea" paragraphs down a request for poison."""
+
+    def __init__(self, patterns: Sequence[Matcher], text: str, folded: str) -> None:
+        self._patterns = patterns
+        self._text = text
+        self._folded = folded
+        self._any: bool | None = None
+        self._spans: list[tuple[int, int]] | None = None
+
+    def any(self) -> bool:
+        if self._any is None:
+            self._any = any(p.search(self._text, self._folded) for p in self._patterns)
+        return self._any
+
+    def near(self, lo: int, hi: int) -> bool:
+        """Whether a request overlaps text[lo:hi]. Spans are found in the whole text, so anchors in intent
+        patterns (a terse request is one at the start of the message) keep their meaning."""
+        if not self.any():
+            return False
+        if self._spans is None:
+            self._spans = [m.span() for p in self._patterns for m in p.finditer(self._text, self._folded)]
+        return any(start <= hi and end >= lo for start, end in self._spans)
+
+
+def rule_fires(
+    rule: Rule, text: str, requests: Requests, folded: str | None = None, games: GameExcuse | None = None
+) -> bool:
     """`folded`: `prefilter_text(text)`, computed once per text by callers that try many rules."""
-    if rule.needs_intent and not has_intent:
+    if rule.needs_intent and not requests.any():
         return False
     unless = rule.compiled_unless
-    if unless is None:
+    excusable = games is not None and rule.excused_in_games
+    if unless is None and not rule.needs_intent and not excusable:
         return rule.compiled.search(text, folded)
+    around = INTENT_SENTENCES if len(text) <= SHORT_MESSAGE else 0
     for match in rule.compiled.finditer(text, folded):
-        if not unless.search(text, folded, *_context(text, match.start(), match.end())):
-            return True
+        lo, hi = _context(text, match.start(), match.end())
+        if rule.needs_intent and not requests.near(*_context(text, match.start(), match.end(), around)):
+            continue
+        if unless is not None and unless.search(text, folded, lo, hi):
+            continue
+        if excusable and _in_game(games, text, folded, lo, hi):
+            continue
+        return True
     return False
 
 
-def _context(text: str, start: int, end: int) -> tuple[int, int]:
-    """The sentence (or sentences) that text[start:end] spans, at most UNLESS_WINDOW characters either way."""
+def _in_game(games: GameExcuse | None, text: str, folded: str | None, lo: int, hi: int) -> bool:
+    if games is None or not games.setting.search(text, folded, lo, hi):
+        return False
+    return games.real is None or not games.real.search(text, folded, lo, hi)
+
+
+def _context(text: str, start: int, end: int, around: int = 0) -> tuple[int, int]:
+    """The sentence (or sentences) that text[start:end] spans, and `around` more sentences either side, at
+    most UNLESS_WINDOW characters either way."""
     lo = max(0, start - UNLESS_WINDOW)
     ends = [m.end() for m in _SENTENCE_END.finditer(text, lo, start)]
-    if ends:
-        lo = ends[-1]
+    if len(ends) > around:
+        lo = ends[-1 - around]
     hi = min(len(text), end + UNLESS_WINDOW)
-    ahead = _SENTENCE_END.search(text, end, hi)
-    return lo, ahead.end() if ahead else hi
+    for ahead in _SENTENCE_END.finditer(text, end, hi):
+        if around == 0:
+            return lo, ahead.end()
+        around -= 1
+    return lo, hi
 
 
 def rule_findings(
-    rules: dict[str, list[Rule]], variants: Sequence[Variant], intent: Sequence[Matcher], rail: str
+    rules: dict[str, list[Rule]],
+    variants: Sequence[Variant],
+    intent: Sequence[Matcher],
+    rail: str,
+    games: GameExcuse | None = None,
 ) -> list[Finding]:
     """One finding per (category, rule) that fires on any reading; decoded readings are named in the rule."""
     found: dict[tuple[str, str], Finding] = {}
     for variant in variants:
         folded = prefilter_text(variant.text)
-        has_intent = any(p.search(variant.text, folded) for p in intent)
+        requests = Requests(intent, variant.text, folded)
         for category, category_rules in rules.items():
             for rule in category_rules:
                 key = (category, rule.name)
-                if key not in found and rule_fires(rule, variant.text, has_intent, folded):
+                if key not in found and rule_fires(rule, variant.text, requests, folded, games):
                     name = rule.name if variant.how == "plain" else f"{rule.name}@{variant.how}"
                     found[key] = Finding(rail=rail, rule=f"{category}.{name}", category=category, score=1.0)
     return list(found.values())
@@ -95,6 +163,12 @@ class HarmfulDetector:
         }
         self.intent = [compile_pattern(p) for p in config.intent]
         self.settings = [compile_pattern(p) for p in config.game_or_fiction]
+        game = config.game_setting
+        self.games = (
+            GameExcuse(compile_pattern(game.pattern), compile_pattern(game.real) if game.real else None)
+            if game
+            else None
+        )
         self.rules = {name: category.rules for name, category in config.categories.items()}
         self._other_rules = {name: rules for name, rules in self.rules.items() if name not in self.name_rules}
         self.embedder = embedder
@@ -124,13 +198,14 @@ class HarmfulDetector:
         # text as written; decoded readings still count.
         fiction = self._fiction_mark is not None and any(self._fiction_mark in v.text for v in named)
         if fiction:
-            found = rule_findings(self._other_rules, plain, self.intent, rail="harmful")
-            found += rule_findings(self.name_rules, [v for v in plain if v.how != "plain"], self.intent, "harmful")
+            found = rule_findings(self._other_rules, plain, self.intent, "harmful", self.games)
+            decoded = [v for v in plain if v.how != "plain"]
+            found += rule_findings(self.name_rules, decoded, self.intent, "harmful", self.games)
         else:
-            found = rule_findings(self.rules, plain, self.intent, rail="harmful")
+            found = rule_findings(self.rules, plain, self.intent, "harmful", self.games)
         if named:
             seen = {f.rule for f in found}
-            more = rule_findings(self.name_rules, named, self.intent, rail="harmful")
+            more = rule_findings(self.name_rules, named, self.intent, "harmful", self.games)
             found += [f for f in more if f.rule.replace("@" + NAMED, "") not in seen]
         return found
 

@@ -86,12 +86,19 @@ _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 # Not inside a word: "std::vector" and "Base::func" hold valid-looking "d::" and "e::f".
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 _HEX_DIGIT = re.compile(r"[0-9A-Fa-f]")
-# A dotted quad right after one of these is a version or a section number ("version 2.4.1.0", "§ 4.2.1.3").
+# A dotted quad right after one of these is a version, a section number or an SNMP object identifier
+# ("version 2.4.1.0", "§ 4.2.1.3", "OID 1.3.6.1").
 _VERSION_BEFORE = re.compile(
     r"(?:\bv|\bversions?|\bver\.?|\breleases?|\bbuilds?|\bfirmware|\bsections?|\bsec\.|\bchapters?|\bclauses?|§"
-    r"|\bpinned to|\brev(?:ision)?\.?|[=<>~]=)\s*:?\s*$",
+    r"|\bpinned to|\brev(?:ision)?\.?|[=<>~]=|\boids?|\bsnmp\w*|\bmib(?: entry| object)?)\s*:?\s*$",
     re.IGNORECASE,
 )
+# Network masks: most start with 255 (reserved, never a host: see `_ip_ok`) and wildcard masks with 0; the
+# few that look like hosts ("mask 192.0.0.0") are told by a word shortly before them.
+_MASK_BEFORE = re.compile(r"(?:mask|wildcard|prefix|마스크)\W{0,3}(?:\w+\W{1,3}){0,2}$", re.IGNORECASE)
+# A prefix length or a mask right after an address makes it a network when its host bits are all zero
+# ("10.0.0.0/8", "network 10.0.0.0 0.0.0.255"): a range, not someone's machine.
+_PREFIX_AFTER = re.compile(r"\s{0,2}/(\d{1,2})(?!\d)|\s{1,3}((?:\d{1,3}\.){3}\d{1,3})(?![\d.])")
 _PHONES = {
     # Separators: one space, dot or hyphen, or a dot or hyphen with a space either side ("010 - 1234 - 5678").
     "kr_mobile": re.compile(r"(?<![\d+])01[016789](?: ?[.-] ?| )?\d{3,4}(?: ?[.-] ?| )?\d{4}(?!\d)"),
@@ -156,7 +163,45 @@ def _ip_ok(text: str) -> bool:
     except ValueError:
         return False
     # "1.2.3.4"-style version numbers are common in chat; loopback and unspecified addresses reveal nothing.
+    # Nor do IPv4 addresses no machine can have: 0.0.0.0/8 (where wildcard masks such as 0.0.0.255 fall)
+    # and the reserved 240.0.0.0/4 (where netmasks such as 255.255.255.0 fall).
+    if address.version == 4 and (address.is_reserved or text.split(".")[0] == "0"):
+        return False
     return not (address.is_loopback or address.is_unspecified)
+
+
+def mask_length(text: str) -> int | None:
+    """The prefix length of a netmask (255.255.240.0 -> 20) or a wildcard mask (0.0.15.255 -> 20); None when
+    `text` is neither (its ones, or its zeros, are not contiguous)."""
+    try:
+        bits = int(ipaddress.IPv4Address(text))
+    except ValueError:
+        return None
+    for value in (bits, bits ^ 0xFFFFFFFF):
+        ones = bin(value).count("1")
+        if value == (0xFFFFFFFF << (32 - ones)) & 0xFFFFFFFF:
+            return ones
+    return None
+
+
+def _ipv4_is_address(text: str, start: int, end: int) -> bool:
+    """Whether the dotted quad text[start:end] (a valid address) stands for a machine: not a version, section
+    or OID number, not a mask after a word that says so, not a network written with its prefix or mask."""
+    if _VERSION_BEFORE.search(text, max(0, start - 20), start):
+        return False
+    value = text[start:end]
+    if _MASK_BEFORE.search(text, max(0, start - 30), start) and mask_length(value) is not None:
+        return False
+    after = _PREFIX_AFTER.match(text, end)
+    if after:
+        length = int(after.group(1)) if after.group(1) else mask_length(after.group(2))
+        if length is not None and length < 32:
+            try:
+                ipaddress.IPv4Network(f"{value}/{length}")  # strict: raises when host bits are set
+            except ValueError:
+                return True
+            return False
+    return True
 
 
 _PLACEHOLDER = re.compile(r"your|here|x{4}|changeme|placeholder|redacted|dummy|<|\$\{", re.IGNORECASE)
@@ -231,9 +276,7 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
     if "ip" in wanted:
         if digits:
             candidates += [
-                Span("ip", "ipv4", s, e)
-                for s, e in _matches(_IPV4, text, _ip_ok)
-                if not _VERSION_BEFORE.search(text, max(0, s - 20), s)
+                Span("ip", "ipv4", s, e) for s, e in _matches(_IPV4, text, _ip_ok) if _ipv4_is_address(text, s, e)
             ]
         if ":" in text:
             # Five hex digits at least: "fe80::1" is an address, "a::b" in C++ is a scope.

@@ -114,6 +114,9 @@ class Rule(_Strict):
     pattern: str
     unless: str | None = None
     needs_intent: bool = True
+    excused_in_games: bool = Field(
+        default=False, description="A game named near a match excuses it too (see `harmful.game_setting`)."
+    )
 
     _valid_regex = field_validator("pattern", "unless")(_regex)
 
@@ -140,6 +143,18 @@ class Category(_Strict):
     )
 
 
+class GameSetting(_Strict):
+    """A game named in the same sentence as a match of a rule marked `excused_in_games` excuses the match, in
+    whatever language the text is: the rules' own `unless` lists name games in English, and "마인크래프트 TNT"
+    is as much a game as "TNT in Minecraft". `real` undoes the excuse where the sentence says the harm is
+    meant outside the game ("not in the game, in real life")."""
+
+    pattern: str
+    real: str | None = None
+
+    _valid_regex = field_validator("pattern", "real")(_regex)
+
+
 class HarmfulConfig(_Strict):
     intent: list[str] = Field(min_length=1, description="Patterns that mark a request (how to, write, ...).")
     categories: dict[str, Category] = Field(min_length=1)
@@ -154,6 +169,9 @@ class HarmfulConfig(_Strict):
     )
     setting_margin: Fraction = Field(
         default=0.1, description="Extra similarity needed in a game or fiction setting."
+    )
+    game_setting: GameSetting | None = Field(
+        default=None, description="Games that excuse the rules marked `excused_in_games`, in any language."
     )
     public_names: str | None = Field(
         default="exemplars/public_people.yaml",

@@ -180,7 +180,7 @@ class Guardrails:
             asked = self.harmful.has_intent(fold(question))
             intent = [*self.harmful.intent, _INSTRUCTIONS, *([_ALWAYS] if asked else [])]
             scanned = cut(text, self.policy.limits.scan_chars)[0]
-            found = rule_findings(self.harmful.rules, variants(scanned), intent, rail="harmful")
+            found = rule_findings(self.harmful.rules, variants(scanned), intent, "harmful", self.harmful.games)
             if found:
                 decider = min(found, key=_priority)
                 message = self.policy.refusal(decider.category, lang)

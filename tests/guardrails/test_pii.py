@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from guardrails import Guardrails
-from guardrails.pii import find_pii, iban_ok, luhn_ok, rrn_ok
+from guardrails.pii import find_pii, iban_ok, luhn_ok, mask_length, rrn_ok
 
 # Obviously fake, assembled at run time so that no token-shaped literal sits in the repository.
 FAKE_HF = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz" + "0123456789"
@@ -181,3 +181,48 @@ def test_an_iban_whose_digits_pass_luhn_is_masked_as_an_iban() -> None:
 def test_cards_need_a_card_network_prefix(digits: str, card: bool) -> None:
     assert luhn_ok(digits)
     assert bool(find_pii(f"value {digits} here", ["card"])) is card
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "set the netmask to 255.255.255.224 on both interfaces",
+        "the wildcard 0.0.0.127 matches half a /24",
+        "network 172.16.0.0 0.0.255.255 area 1",
+        "allow 10.8.0.0/16 through the tunnel",
+        "subnet mask: 128.0.0.0 splits the space in two",
+        "query the MIB object 1.3.6.1 first",
+        "서브넷 마스크는 255.255.248.0 으로 바꿨어요",
+    ],
+)
+def test_masks_oids_and_networks_are_not_addresses(rules_guard: Guardrails, text: str) -> None:
+    verdict = rules_guard.check_input(text)
+    assert verdict.allowed and verdict.masked_text == text, verdict
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("host 198.51.100.20 netmask 255.255.255.0", "host [IP] netmask 255.255.255.0"),
+        ("netmask 255.255.255.0 gateway 192.168.50.1", "netmask 255.255.255.0 gateway [IP]"),
+        ("the VM at 10.8.3.17/16 is unreachable", "the VM at [IP]/16 is unreachable"),
+        ("mask 83.12.9.4 from the logs please", "mask [IP] from the logs please"),
+    ],
+)
+def test_addresses_next_to_masks_are_still_masked(rules_guard: Guardrails, text: str, masked: str) -> None:
+    verdict = rules_guard.check_input(text)
+    assert verdict.action == "masked", verdict
+    assert verdict.masked_text == masked
+
+
+@pytest.mark.parametrize(
+    ("mask", "length"),
+    [("255.255.255.0", 24), ("255.255.240.0", 20), ("0.0.15.255", 20), ("128.0.0.0", 1), ("255.255.255.255", 32)],
+)
+def testmask_length_reads_netmasks_and_wildcards(mask: str, length: int) -> None:
+    assert mask_length(mask) == length
+
+
+@pytest.mark.parametrize("value", ["255.0.255.0", "192.168.1.1", "10.0.0.255", "not an address"])
+def testmask_length_rejects_what_is_not_a_mask(value: str) -> None:
+    assert mask_length(value) is None

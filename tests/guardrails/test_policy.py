@@ -81,6 +81,11 @@ def test_default_policy_lists_the_rails_categories_and_messages() -> None:
             ["(unclosed"],
             "policy.yaml: jailbreak.follow_up: item 0 is not a valid regular expression",
         ),
+        (
+            ("harmful", "game_setting", "real"),
+            "(unclosed",
+            "policy.yaml: harmful.game_setting.real: not a valid regular expression",
+        ),
     ],
 )
 def test_bad_policy_names_the_offending_key(
@@ -140,6 +145,9 @@ def test_literal_precheck_never_changes_whether_a_policy_pattern_matches() -> No
     rules += policy.jailbreak.rules
     matchers = [rule.compiled for rule in rules] + [r.compiled_unless for r in rules if r.compiled_unless]
     matchers += [compile_pattern(p) for p in [*policy.harmful.intent, *policy.jailbreak.follow_up]]
+    game = policy.harmful.game_setting
+    assert game is not None and game.real is not None
+    matchers += [compile_pattern(game.pattern), compile_pattern(game.real)]
     assert all(m.literals for m in matchers), "every shipped pattern should have a pre-check"
     tables = (HARMFUL_EN, HARMFUL_KO, SAFE_EN, SAFE_KO, JAILBREAK_EN, JAILBREAK_KO)
     checked = 0
