@@ -129,10 +129,13 @@ class Guardrails:
             and any(self.harmful.has_intent(r.text) for r in readings)
         )
         wanted = not blocking and (classify or ("topical" in rails and self.topical.active))
-        vector = self._embed(masked) if wanted and self.embedder is not None else None
+        vector, objective = (
+            self._embed(masked, classify) if wanted and self.embedder is not None else (None, None)
+        )
         if vector is not None and classify:
             setting = any(self.harmful.in_game_or_fiction(r.text) for r in readings)
-            found = self.harmful.classify(vector, self.policy.harmful.setting_margin if setting else 0.0)
+            extra = self.policy.harmful.setting_margin if setting else 0.0
+            found = self.harmful.classify(vector, extra, objective)
             if found:
                 blocking.append(found)
 
@@ -226,9 +229,14 @@ class Guardrails:
                 new.append(finding.model_copy(update={"rule": finding.rule + "@conversation"}))
         return new
 
-    def _embed(self, text: str) -> np.ndarray | None:
+    def _embed(self, text: str, with_objective: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """The vector of what the embedder reads of `text`, and, when asked and a request frame leads it,
+        that of its objective reading: both in one embedder call, so the second costs a few tokens."""
         assert self.embedder is not None
-        return self.embedder.embed([gist(text, self.policy.limits.embed_chars)])[0]  # (D,)
+        read = gist(text, self.policy.limits.embed_chars)
+        objective = self.harmful.objective(read) if with_objective else None
+        vectors = self.embedder.embed([read] if objective is None else [read, objective])  # (1 or 2, D)
+        return vectors[0], (vectors[1] if objective is not None else None)
 
     @staticmethod
     def _verdict(
@@ -251,7 +259,7 @@ def _priority(finding: Finding) -> tuple[int, int]:
     """Self-harm first (its message offers help), then harmful rules, jailbreak rules, the classifier."""
     if finding.category == "self_harm":
         return (0, 0)
-    if finding.rail == "harmful" and not finding.rule.endswith(".exemplars"):
+    if finding.rail == "harmful" and not finding.rule.partition("@")[0].endswith(".exemplars"):
         return (1, 0)
     if finding.rail == "jailbreak":
         return (2, 0)
