@@ -3,12 +3,6 @@
 The classifier blocks a text when its nearest harmful exemplars (mean of the `neighbours` most similar)
 reach the category's threshold *and* beat the nearest benign look-alikes by the category's margin, so a
 question that merely shares words with a harmful one ("kill a process") stays closer to the benign side.
-
-A task request's wording ("Write a tutorial on how to ...", "Can you explain step by step how I could ...")
-weighs heavily in its sentence vector, so every framed request sits near every framed exemplar, harmful and
-benign alike, and a benign task with the same frame can take a harmful one's margin. The objective reading
-(the text with its leading frames, `harmful.frames`, stripped) settles the margin then: it is embedded with
-the message, and compared with the exemplars' own objectives.
 """
 
 from __future__ import annotations
@@ -30,8 +24,6 @@ from knowledge.embedder import Embedder
 UNLESS_WINDOW = 200
 # The reading in which possibly private names stand as the placeholder ("What is someone's address?").
 NAMED = "named"
-# An objective shorter than this many words ("it", "this one") says too little to be judged on its own.
-MIN_OBJECTIVE_WORDS = 2
 _SENTENCE_END = re.compile(r"[.!?。？！\n]+")
 
 
@@ -105,52 +97,14 @@ class HarmfulDetector:
         self.settings = [compile_pattern(p) for p in config.game_or_fiction]
         self.rules = {name: category.rules for name, category in config.categories.items()}
         self._other_rules = {name: rules for name, rules in self.rules.items() if name not in self.name_rules}
-        self.frames = [compile_pattern(p) for p in config.frames]
         self.embedder = embedder
         self.categories = [name for name in config.categories if exemplars.get(name)]
         self._labels = np.array([i for i, name in enumerate(self.categories) for _ in exemplars[name]])
         self._harmful: np.ndarray | None = None
         self._benign: np.ndarray | None = None
-        # The exemplars' objective readings (an exemplar without a frame stands as written).
-        self._harmful_objective: np.ndarray | None = None
-        self._benign_objective: np.ndarray | None = None
         if embedder is not None and self.categories:
-            harmful_texts = [t for name in self.categories for t in exemplars[name]]
-            self._harmful = embedder.embed(harmful_texts)  # (H, D)
+            self._harmful = embedder.embed([t for name in self.categories for t in exemplars[name]])  # (H, D)
             self._benign = embedder.embed(benign) if benign else None  # (B, D)
-            if self.frames:
-                self._harmful_objective, self._benign_objective = self._objective_vectors(
-                    embedder, harmful_texts, self._harmful, benign, self._benign
-                )
-
-    def _objective_vectors(
-        self,
-        embedder: Embedder,
-        harmful: list[str],
-        harmful_vectors: np.ndarray,
-        benign: list[str],
-        benign_vectors: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The exemplar vectors with every framed exemplar replaced by its objective's vector (one call)."""
-        texts = [*harmful, *benign]
-        stripped = [(i, objective) for i, text in enumerate(texts) if (objective := self.objective(text))]
-        rows = np.vstack([harmful_vectors, *([benign_vectors] if benign_vectors is not None else [])])
-        if stripped:
-            rows[[i for i, _ in stripped]] = embedder.embed([objective for _, objective in stripped])
-        return rows[: len(harmful)], (rows[len(harmful) :] if benign_vectors is not None else None)
-
-    def objective(self, text: str) -> str | None:
-        """What a request asks for, without the request wording in front of it ("Could you write a tutorial
-        on how to pick a lock?" -> "pick a lock?"); None when no frame leads the text or too little is left.
-        Each of `harmful.frames` is tried once, in order, at the start of what remains."""
-        whole = text.strip()
-        rest = whole
-        for frame in self.frames:
-            found = frame.regex.match(rest)
-            if found and found.end() < len(rest):
-                rest = rest[found.end() :]
-        rest = rest.strip()
-        return rest if rest != whole and len(rest.split()) >= MIN_OBJECTIVE_WORDS else None
 
     def has_intent(self, text: str) -> bool:
         folded = prefilter_text(text)
@@ -184,54 +138,21 @@ class HarmfulDetector:
         folded = prefilter_text(text)
         return any(p.search(text, folded) for p in self.settings)
 
-    def classify(
-        self, vector: np.ndarray, extra: float = 0.0, objective: np.ndarray | None = None
-    ) -> Finding | None:
+    def classify(self, vector: np.ndarray, extra: float = 0.0) -> Finding | None:
         """The exemplar classifier for one (D,) unit vector; None when no category is close enough.
-        `extra` raises every threshold (a game or fiction setting makes a look-alike more likely).
-        `objective`: the vector of the text's objective reading (see `objective`), when a frame was stripped."""
+        `extra` raises every threshold (a game or fiction setting makes a look-alike more likely)."""
         if self._harmful is None:
             return None
-        written = self._scores(self._harmful, self._benign, vector)
-        found = self._closest(*written, extra, written[0], 0.0, "exemplars")
-        if found is None and objective is not None and self._harmful_objective is not None:
-            # The text as written may reach a category while a benign exemplar is as close only because both
-            # share a frame: then the objectives decide the margin, with `objective_margin` more. The
-            # category must still be reached as written, so a benign task whose objective merely names a harm
-            # ("a chili called the Atomic Bomb") is not judged on those words alone.
-            scores, benign = self._scores(self._harmful_objective, self._benign_objective, objective)
-            margin = self.config.objective_margin
-            found = self._closest(scores, benign, extra, written[0], margin, "exemplars@objective")
-        return found
-
-    def _scores(
-        self, harmful: np.ndarray, benign: np.ndarray | None, vector: np.ndarray
-    ) -> tuple[list[float], float]:
-        """(similarity to each category's nearest exemplars, similarity to the nearest benign ones)."""
         k = self.config.neighbours
-        sims = harmful @ vector  # (H,)
-        categories = [_top_mean(sims[self._labels == i], k) for i in range(len(self.categories))]
-        return categories, _top_mean(benign @ vector, k) if benign is not None else -1.0
-
-    def _closest(
-        self,
-        scores: list[float],
-        benign: float,
-        extra: float,
-        written: list[float],
-        extra_margin: float,
-        rule: str,
-    ) -> Finding | None:
-        """The closest category whose score, and whose score as written, reach its threshold (plus `extra`)
-        and whose score beats `benign` by its margin (plus `extra_margin`)."""
+        sims = self._harmful @ vector  # (H,)
+        benign = _top_mean(self._benign @ vector, k) if self._benign is not None else -1.0
         best: Finding | None = None
         for index, name in enumerate(self.categories):
             category: Category = self.config.categories[name]
-            score = scores[index]
-            reached = min(score, written[index]) >= category.threshold + extra
-            beats = score - benign >= category.margin + extra_margin
-            if reached and beats and (best is None or score > best.score):
-                best = Finding(rail="harmful", rule=f"{name}.{rule}", category=name, score=round(score, 4))
+            score = _top_mean(sims[self._labels == index], k)
+            close_enough = score >= category.threshold + extra and score - benign >= category.margin
+            if close_enough and (best is None or score > best.score):
+                best = Finding(rail="harmful", rule=f"{name}.exemplars", category=name, score=round(score, 4))
         return best
 
     def nearest(self, vector: np.ndarray) -> tuple[str | None, float, float]:

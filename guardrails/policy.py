@@ -172,19 +172,8 @@ class HarmfulConfig(_Strict):
         default_factory=_english_only,
         description="Languages the embedder separates well; other languages are judged by rules only.",
     )
-    frames: list[str] = Field(
-        default_factory=list,
-        description="Patterns for the request wording in front of what is asked (\"can you\", \"write a "
-        "tutorial on how to\"), tried in order at the start of the text, each once; what is left is the "
-        "objective, whose benign margin the classifier judges when the text as written is close to harm.",
-    )
 
-    objective_margin: Fraction = Field(
-        default=0.02,
-        description="Extra margin over the benign exemplars a text needs when its objective reading decides.",
-    )
-
-    _valid_patterns = field_validator("intent", "game_or_fiction", "frames")(_pattern_list)
+    _valid_patterns = field_validator("intent", "game_or_fiction")(_pattern_list)
 
 
 class TemplateSignal(_Strict):

@@ -129,13 +129,10 @@ class Guardrails:
             and any(self.harmful.has_intent(r.text) for r in readings)
         )
         wanted = not blocking and (classify or ("topical" in rails and self.topical.active))
-        vector, objective = (
-            self._embed(masked, classify) if wanted and self.embedder is not None else (None, None)
-        )
+        vector = self._embed(masked) if wanted and self.embedder is not None else None
         if vector is not None and classify:
             setting = any(self.harmful.in_game_or_fiction(r.text) for r in readings)
-            extra = self.policy.harmful.setting_margin if setting else 0.0
-            found = self.harmful.classify(vector, extra, objective)
+            found = self.harmful.classify(vector, self.policy.harmful.setting_margin if setting else 0.0)
             if found:
                 blocking.append(found)
 
@@ -229,14 +226,9 @@ class Guardrails:
                 new.append(finding.model_copy(update={"rule": finding.rule + "@conversation"}))
         return new
 
-    def _embed(self, text: str, with_objective: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """The vector of what the embedder reads of `text`, and, when asked and a request frame leads it,
-        that of its objective reading: both in one embedder call, so the second costs a few tokens."""
+    def _embed(self, text: str) -> np.ndarray | None:
         assert self.embedder is not None
-        read = gist(text, self.policy.limits.embed_chars)
-        objective = self.harmful.objective(read) if with_objective else None
-        vectors = self.embedder.embed([read] if objective is None else [read, objective])  # (1 or 2, D)
-        return vectors[0], (vectors[1] if objective is not None else None)
+        return self.embedder.embed([gist(text, self.policy.limits.embed_chars)])[0]  # (D,)
 
     @staticmethod
     def _verdict(
@@ -259,7 +251,7 @@ def _priority(finding: Finding) -> tuple[int, int]:
     """Self-harm first (its message offers help), then harmful rules, jailbreak rules, the classifier."""
     if finding.category == "self_harm":
         return (0, 0)
-    if finding.rail == "harmful" and not finding.rule.partition("@")[0].endswith(".exemplars"):
+    if finding.rail == "harmful" and not finding.rule.endswith(".exemplars"):
         return (1, 0)
     if finding.rail == "jailbreak":
         return (2, 0)

@@ -81,16 +81,6 @@ def test_default_policy_lists_the_rails_categories_and_messages() -> None:
             ["(unclosed"],
             "policy.yaml: jailbreak.follow_up: item 0 is not a valid regular expression",
         ),
-        (
-            ("harmful", "frames"),
-            [r"(?:can|could) you\b\s*", "write (a|an"],
-            "policy.yaml: harmful.frames: item 1 is not a valid regular expression",
-        ),
-        (
-            ("harmful", "objective_margin"),
-            -0.1,
-            "policy.yaml: harmful.objective_margin: expected a number between 0 and 1, got -0.1",
-        ),
     ],
 )
 def test_bad_policy_names_the_offending_key(
