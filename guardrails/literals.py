@@ -136,6 +136,51 @@ def _item(op: Any, av: Any, fold: bool) -> list[Literals]:
     return []
 
 
+def ambiguous_repeat(pattern: str, flags: int = re.IGNORECASE) -> bool:
+    """Whether a repeated group can split one run of text between its repeats in many ways, as
+    `(?:\\S+\\s*){0,4}x` can: with `\\s*` empty, four `\\S+` divide a word in hundreds of ways, and on a long text
+    with no `x` where it is needed, `re` tries them all (seconds to hours). A group whose every repeat must
+    match a separator the run cannot, like `(?:\\S{1,40}\\s+){0,4}`, divides a text in one way only."""
+    try:
+        parsed = sre_parse.parse(pattern, flags)
+    except re.error:
+        return False
+    return _has_ambiguous_repeat(parsed)
+
+
+def _has_ambiguous_repeat(items: Any) -> bool:
+    for op, av in items:
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and av[1] > 1 and _splits_a_run(av[2]):
+            return True
+        if any(_has_ambiguous_repeat(child) for child in _children(op, av)):
+            return True
+    return False
+
+
+def _children(op: Any, av: Any) -> list[Any]:
+    """The sub-patterns of one parsed item that backtracking can re-enter. Possessive repeats and atomic
+    groups never give back what they took, so they are left out."""
+    if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+        return [av[2]]
+    if op is sre.SUBPATTERN:
+        return [av[3]]
+    if op is sre.BRANCH:
+        return list(av[1])
+    if op in (sre.ASSERT, sre.ASSERT_NOT):
+        return [av[1]]
+    return []
+
+
+def _splits_a_run(body: Any) -> bool:
+    """A repeated body that may be nothing but a repeat of its own (everything else can match empty)."""
+    for i, (op, av) in enumerate(body.data):
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and av[1] > 1:
+            rest = sre_parse.SubPattern(body.state, [item for j, item in enumerate(body.data) if j != i])
+            if rest.getwidth()[0] == 0:
+                return True
+    return False
+
+
 class Matcher:
     """A compiled pattern with its literal pre-check; `search` answers whether it matches. Policy patterns
     are case-insensitive; `ignore_case=False` keeps a pattern (and its pre-check) case-sensitive."""

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from guardrails.literals import Matcher
+from guardrails.literals import Matcher, ambiguous_repeat
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
 _TERM = re.compile(r"<<(\w+)>>")
@@ -75,21 +75,35 @@ def compile_pattern(pattern: str) -> Matcher:
 def _regex(value: str | None) -> str | None:
     """Validator for one regular expression (None passes)."""
     if value is not None:
-        try:
-            compile_pattern(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression ({exc})") from None
+        problem = _pattern_problem(value)
+        if problem:
+            raise ValueError(problem)
     return value
 
 
 def _pattern_list(value: list[str]) -> list[str]:
     """Validator for a list of regular expressions: the first bad one is named by its index."""
     for i, pattern in enumerate(value):
-        try:
-            compile_pattern(pattern)
-        except re.error as exc:
-            raise ValueError(f"item {i} is not a valid regular expression ({exc})") from None
+        problem = _pattern_problem(pattern)
+        if problem:
+            raise ValueError(f"item {i}: {problem}")
     return value
+
+
+def _pattern_problem(pattern: str) -> str | None:
+    """Why a pattern cannot be used, or None. A pattern that can backtrack without end is refused here:
+    an operator's rule must not let one pasted document hang the bot."""
+    try:
+        compile_pattern(pattern)
+    except re.error as exc:
+        return f"not a valid regular expression ({exc})"
+    if ambiguous_repeat(pattern):
+        return (
+            "a repeated group can split the same text between its repeats in many ways, so a long message "
+            "could make the pattern run for minutes; give each repeat a separator it must match, e.g. write "
+            r"(?:\S{1,40}\s+){0,3} instead of (?:\S+\s*){0,3}"
+        )
+    return None
 
 
 class _Strict(BaseModel):
