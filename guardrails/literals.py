@@ -45,6 +45,8 @@ Literals = frozenset[str]
 LONG_TEXT = 256
 # At most this many clauses are looked up, the most selective first.
 MAX_CLAUSES = 4
+# A bounded repeated group may divide a text between its repeats in at most this many ways.
+_MAX_DIVISIONS = 10_000
 
 
 def _fold_letter(match: re.Match[str]) -> str:
@@ -150,7 +152,7 @@ def ambiguous_repeat(pattern: str, flags: int = re.IGNORECASE) -> bool:
 
 def _has_ambiguous_repeat(items: Any) -> bool:
     for op, av in items:
-        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and av[1] > 1 and _splits_a_run(av[2]):
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and av[1] > 1 and _splits_a_run(av[2], av[1]):
             return True
         if any(_has_ambiguous_repeat(child) for child in _children(op, av)):
             return True
@@ -171,13 +173,18 @@ def _children(op: Any, av: Any) -> list[Any]:
     return []
 
 
-def _splits_a_run(body: Any) -> bool:
-    """A repeated body that may be nothing but a repeat of its own (everything else can match empty)."""
+def _splits_a_run(body: Any, repeats: int) -> bool:
+    """A repeated body that may be nothing but a run of varying length (everything else in it can match
+    empty), repeated often enough that the ways of dividing a text between its repeats explode. A run of
+    fixed length (`[0-9a-f]{2}`) divides a text in one way; `(?:[ .-]?\\d{2,4}){2,4}` in at most 3^4."""
     for i, (op, av) in enumerate(body.data):
-        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and av[1] > 1:
-            rest = sre_parse.SubPattern(body.state, [item for j, item in enumerate(body.data) if j != i])
-            if rest.getwidth()[0] == 0:
-                return True
+        if op not in (sre.MAX_REPEAT, sre.MIN_REPEAT) or av[0] == av[1]:
+            continue
+        rest = sre_parse.SubPattern(body.state, [item for j, item in enumerate(body.data) if j != i])
+        if rest.getwidth()[0] > 0:
+            continue
+        if sre.MAXREPEAT in (av[1], repeats) or (av[1] - av[0] + 1) ** min(repeats, 12) > _MAX_DIVISIONS:
+            return True
     return False
 
 

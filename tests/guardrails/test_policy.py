@@ -6,11 +6,23 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
 
-from guardrails import DEFAULT_POLICY_PATH, Guardrails, PolicyError, load_policy
+from guardrails import (
+    DEFAULT_POLICY_PATH,
+    Guardrails,
+    PolicyError,
+    harmful,
+    jailbreak,
+    load_policy,
+    names,
+    pii,
+    topical,
+)
+from guardrails import text as text_module
 from guardrails.literals import Matcher, ambiguous_repeat, prefilter_text, required_literals
 from guardrails.policy import compile_pattern
 from guardrails.text import variants
@@ -183,10 +195,26 @@ def test_literal_precheck_never_changes_whether_a_policy_pattern_matches() -> No
         (r"(?:\w+ ){0,2}x", False),
         (r"(?:a|b)+c", False),
         (r"(?>(?:a+)+)b", False),  # an atomic group never gives back what it took
+        (r"(?:\S{1,40}\s*){0,6}x", True),  # bounded, but 40 lengths in 6 repeats
+        (r"(?:[ .-]?\d{2,4}){2,4}(?!\d)", False),  # at most 3^4 ways
+        (r"(?:[0-9a-f]{2}[\s:,]?){8,}", False),  # a fixed-length run divides a text one way
+        (r"(?:\d{1,2}-?)+$", True),
     ],
 )
 def test_ambiguous_repeats_are_found(pattern: str, ambiguous: bool) -> None:
     assert ambiguous_repeat(pattern) is ambiguous
+
+
+@pytest.mark.parametrize("module", [pii, text_module, jailbreak, harmful, names, topical])
+def test_no_pattern_in_the_code_is_ambiguous(module: ModuleType) -> None:
+    patterns = [value for value in vars(module).values() if isinstance(value, re.Pattern)]
+    for value in vars(module).values():
+        if isinstance(value, dict | list | tuple):
+            items = value.values() if isinstance(value, dict) else value
+            patterns += [item for item in items if isinstance(item, re.Pattern)]
+    assert patterns, f"{module.__name__} keeps its patterns elsewhere now: point this test there"
+    bad = [p.pattern[:80] for p in patterns if ambiguous_repeat(p.pattern, p.flags & ~re.UNICODE)]
+    assert not bad
 
 
 _LONG_PASTES = """
