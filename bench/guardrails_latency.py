@@ -2,8 +2,10 @@
 
     python bench/guardrails_latency.py [--data-dir ../shared/data] [--rules-only]
 
-Uses the XSTest and AdvBench prompts as a realistic mix of message lengths, and megabyte-long bad inputs
-(each measured five times, as three single timings make a noisy median); prints one JSON object.
+Uses the XSTest and AdvBench prompts as a realistic mix of message lengths, pasted documents (2,000- and
+8,000-character pieces of the project's own Markdown, English with some Korean, code and tables), and
+megabyte-long bad inputs (each measured five times, as three single timings make a noisy median); prints one
+JSON object.
 """
 
 from __future__ import annotations
@@ -18,6 +20,22 @@ from guardrails import Guardrails
 from guardrails.evaluation import TimedEmbedder, load_eval_sets
 
 LONG_INPUTS = ["a" * 1_000_000, "😀" * 100_000, "how do I bake bread? " * 50_000]
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [
+    ROOT / "README.md",
+    ROOT / "guardrails" / "README.md",
+    *sorted((ROOT / "knowledge" / "sample_pack").glob("*.md")),
+]
+
+
+def pasted_documents() -> list[str]:
+    """Pieces of the project's own documents, the size a user pastes: 2,000 and 8,000 characters."""
+    pieces = []
+    for path in DOCUMENTS:
+        text = path.read_text(encoding="utf-8")
+        for size in (2_000, 8_000):
+            pieces += [text[start : start + size] for start in range(0, max(1, len(text) - size + 1), size)]
+    return pieces
 
 
 def main() -> None:
@@ -56,7 +74,14 @@ def main() -> None:
         }
 
     long_inputs = [text for text in LONG_INPUTS for _ in range(5)]
-    report = {"messages": len(prompts), "eval_prompts": measure(prompts), "long_inputs": measure(long_inputs)}
+    documents = pasted_documents()
+    report = {
+        "messages": len(prompts),
+        "eval_prompts": measure(prompts),
+        "documents": len(documents),
+        "pasted_documents": measure(documents),
+        "long_inputs": measure(long_inputs),
+    }
     print(json.dumps(report, indent=2))
 
 
