@@ -146,6 +146,19 @@ class PipelineOptions:
 
 
 @dataclass
+class _Turn:
+    """One answer in the making: what it needs on every way out (logging, remembering, streaming)."""
+
+    answer: Answer
+    clock: _Clock
+    user_id: str
+    channel: str
+    remember: bool
+    on_piece: OnPiece | None
+    masked: str = ""
+
+
+@dataclass
 class _Source:
     """A numbered passage as the prompt shows it, and where it came from."""
 
@@ -228,16 +241,18 @@ class Pipeline:
             backend=backend.name,
         )
 
+        turn = _Turn(answer, clock, user_id, channel, remember, on_piece)
+
         with clock("input_rails"):
             verdict_in = self.guard.check_input([*history, {"role": "user", "content": question}])
         answer.verdicts["input"] = _verdict_summary(verdict_in)
-        masked = verdict_in.masked_text.strip()
+        masked = turn.masked = verdict_in.masked_text.strip()
         if not masked:
             answer.text, answer.path = EMPTY_QUESTION, "empty"
-            return self._finish(answer, masked, [], user_id, channel, clock)
+            return self._finish(turn, [])
         if not verdict_in.allowed:
             answer.text, answer.blocked, answer.path = verdict_in.message or "I can't help with that.", True, "blocked"
-            return self._finish(answer, masked, [], user_id, channel, clock)
+            return self._finish(turn, [])
         if verdict_in.message:  # e.g. the topical rail's note on an off-topic question
             answer.notes.append(verdict_in.message)
 
@@ -249,7 +264,7 @@ class Pipeline:
         if computation.source == "calculator" and computation.text:
             # Plain arithmetic: the calculator's exact result is the answer; a model can only get it wrong.
             answer.text, answer.path = f"{computation.text} [1]", "calculator"
-            return self._deliver(answer, masked, trusted, user_id, channel, clock, remember, on_piece)
+            return self._deliver(turn, trusted)
 
         # "annotate" trusts the model to answer and marks what does not hold up; "drop" and "refuse" keep only
         # grounded text, so they also keep unrelated passages out of the prompt and skip hopeless generations.
@@ -266,7 +281,7 @@ class Pipeline:
             # Whatever the model wrote here, the policy would drop it as unsupported: say so now, and quickly.
             closest = [self._quote(p) for p in passages]
             answer.text, answer.path = _not_found(closest), "not_found"
-            return self._deliver(answer, masked, closest, user_id, channel, clock, remember, on_piece)
+            return self._deliver(turn, closest)
         sources = trusted + [self._quote(p) for p in kept]
 
         with clock("prompt"):
@@ -312,26 +327,17 @@ class Pipeline:
         # The history the model sees next turn leaves out Inform's marks, or the model learns to write them.
         if remember:
             self.memory.add(conversation_id, masked, text.replace(UNVERIFIED_MARK, ""))
-        return self._finish(answer, masked, used, user_id, channel, clock, parts.messages)
+        return self._finish(turn, used, parts.messages)
 
-    def _deliver(
-        self,
-        answer: Answer,
-        masked: str,
-        used: list[_Source],
-        user_id: str,
-        channel: str,
-        clock: _Clock,
-        remember: bool,
-        on_piece: OnPiece | None,
-    ) -> Answer:
+    def _deliver(self, turn: _Turn, used: list[_Source]) -> Answer:
         """Send an answer that no model wrote: cite, remember, stream it whole, log."""
+        answer = turn.answer
         answer.citations = _citations(answer.text, used)
-        if remember:
-            self.memory.add(answer.conversation_id, masked, answer.text)
-        if on_piece is not None:
-            on_piece(answer.text)
-        return self._finish(answer, masked, used, user_id, channel, clock)
+        if turn.remember:
+            self.memory.add(answer.conversation_id, turn.masked, answer.text)
+        if turn.on_piece is not None:
+            turn.on_piece(answer.text)
+        return self._finish(turn, used)
 
     def _answer_params(self, params: GenerationParams) -> GenerationParams:
         """The generation parameters with the prompt file's limits for answers applied."""
@@ -476,28 +482,21 @@ class Pipeline:
         answer.claims += _claim_results(report, kept=True)
         return report.answer
 
-    def _finish(
-        self,
-        answer: Answer,
-        masked: str,
-        used: list[_Source],
-        user_id: str,
-        channel: str,
-        clock: _Clock,
-        prompt: Sequence[Message] = (),
-    ) -> Answer:
+    def _finish(self, turn: _Turn, used: list[_Source], prompt: Sequence[Message] = ()) -> Answer:
+        """Log the interaction (unless this answer is not to be logged) and stamp the timings."""
+        answer, clock = turn.answer, turn.clock
         if not clock.log:
             answer.timings = clock.finish()
             return answer
         with clock("log"):
             record = InteractionRecord(
-                question=masked,
+                question=turn.masked,
                 answer=answer.text,
                 model=answer.model,
                 adapter=answer.adapter,
                 conversation_id=answer.conversation_id,
-                user_id=user_id,
-                channel=channel,
+                user_id=turn.user_id,
+                channel=turn.channel,
                 passage_ids=[f"{s.source}#{s.passage_id}" if s.passage_id else s.source for s in used],
                 timings=dict(clock.timings),
                 verdicts=answer.verdicts,
