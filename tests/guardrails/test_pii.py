@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from guardrails import Guardrails
-from guardrails.pii import find_pii, iban_ok, luhn_ok, mask_length, rrn_ok
+from guardrails.pii import (
+    find_pii,
+    iban_ok,
+    isbn13_ok,
+    luhn_ok,
+    mask_length,
+    registration_number_ok,
+    rrn_ok,
+)
 
 # Obviously fake, assembled at run time so that no token-shaped literal sits in the repository.
 FAKE_HF = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz" + "0123456789"
@@ -226,3 +236,118 @@ def testmask_length_reads_netmasks_and_wildcards(mask: str, length: int) -> None
 @pytest.mark.parametrize("value", ["255.0.255.0", "192.168.1.1", "10.0.0.255", "not an address"])
 def testmask_length_rejects_what_is_not_a_mask(value: str) -> None:
     assert mask_length(value) is None
+
+
+# More fakes, assembled at run time like the ones above.
+FAKE_40 = "Fake0Example1" * 3 + "F"
+FAKE_SENDGRID = "SG." + "Fake0" * 4 + "." + "Fake1" * 8
+FAKE_WHSEC = "whsec_" + "Fake0" * 6
+FAKE_TELEGRAM_URL = "https://api.telegram.org/bot" + FAKE_TELEGRAM + "/getMe"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("write to john dot doe at example dot com today", "john dot doe at example dot com"),
+        ("contact: park.sy(at)example.org", "park.sy(at)example.org"),
+        ("reach me at choi.dh(at)example.co.kr", "choi.dh(at)example.co.kr"),  # after a refused prose reading
+        ("메일은 hong.gildong 골뱅이 example 닷 com 으로", "hong.gildong 골뱅이 example 닷 com"),
+        ("minsu.kang 골뱅이 example 점 kr 입니다", "minsu.kang 골뱅이 example 점 kr"),
+        ("email me: jsmith at example.com", "jsmith at example.com"),
+        ("kim @ example.com is fine", "kim @ example.com"),
+        ("lee＠example.co.kr 으로", "lee＠example.co.kr"),
+    ],
+)
+def test_spelled_out_addresses_are_masked(text: str, value: str) -> None:
+    assert [(s.kind, text[s.start : s.end]) for s in find_pii(text, ALL_KINDS)] == [("email", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "look at this dot product",  # prose " at " and " dot ": no real top-level domain
+        "companies at the dot com peak",
+        "Look at google.com for it",  # a word prose puts before "at"
+        "jane at example.com said hi",  # a bare name, no word about mail before it
+        "I work at acme dot com",
+        "git clone git@github.com:acme/shop.git fails",  # an SSH remote
+    ],
+)
+def test_prose_and_remotes_are_not_addresses(text: str) -> None:
+    assert find_pii(text, ALL_KINDS) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("아이 주민번호는 210315-3945807 이에요", "rrn", "210315-3945807"),  # since 2020: no check digit
+        ("외국인등록번호: 910909-6796129", "rrn", "910909-6796129"),  # the foreigners' check digit
+        ("iban de89 3704 0044 0532 0130 00", "iban", "de89 3704 0044 0532 0130 00"),  # lower case
+        ("to DE89 3704 0044 0532 0130 00 IN EUR", "iban", "DE89 3704 0044 0532 0130 00"),  # capitals after
+        ("code AB12 DE89 3704 0044 0532 0130 00", "iban", "DE89 3704 0044 0532 0130 00"),
+        ("my AWS secret access key is " + FAKE_40, "secret", FAKE_40),
+        ("AWS 시크릿 키는 " + FAKE_40 + " 입니다", "secret", FAKE_40),
+        ("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKey=" + FAKE_40 + "=", "secret", FAKE_40 + "="),
+        ("Authorization: Basic " + FAKE_40, "secret", FAKE_40),
+        ("GET " + FAKE_TELEGRAM_URL, "secret", FAKE_TELEGRAM),
+        ("redis://:" + FAKE_40 + "@cache:6379", "secret", FAKE_40),
+        ("sendgrid " + FAKE_SENDGRID, "secret", FAKE_SENDGRID),
+        ("stripe " + FAKE_WHSEC, "secret", FAKE_WHSEC),
+        ("wifi password: sunflower-meadow", "secret", "sunflower-meadow"),
+        ("비밀번호: 하늘바다-sky 로 바꿨어", "secret", "하늘바다-sky"),
+    ],
+)
+def test_more_formats_are_masked(text: str, kind: str, value: str) -> None:
+    assert [(s.kind, text[s.start : s.end]) for s in find_pii(text, ALL_KINDS)] == [(kind, value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "주문번호 8775744762168275 배송이 언제 되나요?",  # passes Luhn, but an order number
+        "order #4539 5787 6362 1486 shipped",
+        "ISBN 978-89-2245-383-8 책",  # a book number, whatever it passes
+        "등기번호 8145421247201 배송 조회",
+        "고객센터 1588-3000 으로 문의",  # nationwide business number
+        "수신자부담 080-023-5000",  # toll-free
+        "사업자등록번호 214-86-12345",  # a business's public id
+        "법인등록번호 110111-0012343",
+        "주민번호 900101-1234562 형식이 맞나요?",  # before 2020 and a bad check digit
+        "주민번호 290101-3123456",  # born in the future
+        "iban GB82WEST12345698765432X",  # runs on past its country's length
+        "the password is case-sensitive",
+        "Password: required",
+        "password = os.environ['DB_PASSWORD']",
+        "비밀번호는 10자리 이상이어야 합니다",
+        "Basic Authentication is simple",
+    ],
+)
+def test_more_lookalikes_are_not_masked(text: str) -> None:
+    assert find_pii(text, ALL_KINDS) == []
+
+
+def test_an_order_label_does_not_hide_a_card_named_after_it() -> None:
+    text = "Order #1234 paid with card 4539 5787 6362 1486"
+    assert [s.kind for s in find_pii(text, ALL_KINDS)] == ["card"]
+
+
+@pytest.mark.parametrize(
+    ("digits", "ok"),
+    [
+        ("8503151141737", True),  # resident, check digit right
+        ("8503151141738", False),
+        ("8604205977037", True),  # foreigner, foreigners' check digit
+        ("8604205147975", True),  # foreigner, residents' check digit
+        ("8604201147975", False),  # the same digits as a resident's number
+        ("2103153945807", True),  # born 2021: random last digits
+        ("2009303945807", False),  # born September 2020, before the change: needs its check digit
+        ("0402304946561", False),  # 30 February
+        ("2601013123456", False),  # born after `today`
+    ],
+)
+def test_registration_numbers(digits: str, ok: bool) -> None:
+    assert registration_number_ok(digits, today=datetime.date(2025, 6, 1)) is ok
+
+
+def test_isbn13() -> None:
+    assert isbn13_ok("9788922453838") and not isbn13_ok("9788922453839") and not isbn13_ok("8809514547528")
