@@ -84,8 +84,10 @@ def rule_fires(
     around = INTENT_SENTENCES if len(text) <= SHORT_MESSAGE else 0
     for match in rule.compiled.finditer(text, folded):
         lo, hi = _context(text, match.start(), match.end())
-        if rule.needs_intent and not requests.near(*_context(text, match.start(), match.end(), around)):
-            continue
+        if rule.needs_intent:
+            near = (lo, hi) if around == 0 else _context(text, match.start(), match.end(), around)
+            if not requests.near(*near):
+                continue
         if unless is not None and unless.search(text, folded, lo, hi):
             continue
         if excusable and _in_game(games, text, folded, lo, hi):

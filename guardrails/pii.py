@@ -236,13 +236,6 @@ def _labelled_as_other_number(text: str, start: int) -> bool:
     return label is not None and _CARD_WORD.search(before, label.start()) is None
 
 
-def rrn_ok(digits: str) -> bool:
-    """Korean resident registration number: a real birth date and the weighted mod-11 check digit."""
-    if len(digits) != 13 or not digits.isdigit() or _birth_date(digits) is None:
-        return False
-    return _rrn_check(digits, 11) == int(digits[12])
-
-
 _RRN_WEIGHTS = (2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5)
 # Numbers issued since this day (births, and foreigners registered) end in random digits, not a check digit.
 RANDOM_DIGITS_SINCE = datetime.date(2020, 10, 1)
@@ -289,23 +282,10 @@ def iban_ok(text: str) -> bool:
     return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
 
 
-def _iban_spans(text: str) -> Iterable[tuple[int, int]]:
-    """IBANs: as many letters and digits after the country code as its IBAN has, ending where a group ends,
-    passing mod-97. Upper or lower case ("de89 3704 ..."), with spaces, hyphens or none. After a refused
-    candidate the search goes on from its next character, as a real IBAN may start inside it ("AB12 DE89 ...")."""
-    pos = 0
-    while (match := _IBAN.search(text, pos)) is not None:
-        start, end = match.start(), _iban_end(text, match)
-        if end is not None and iban_ok(_IBAN_SEPARATORS.sub("", text[start:end])):
-            yield start, end
-            pos = end
-        else:
-            pos = start + 1
-
-
-def _iban_end(text: str, match: re.Match[str]) -> int | None:
-    """Where the IBAN that `match` starts ends, by its country's length; None for an unknown country or a
-    run that is too short or goes on without a break."""
+def _iban_end(match: re.Match[str], text: str) -> int | None:
+    """Where the IBAN that `match` starts ends, by its country's length, when it passes mod-97 (upper or
+    lower case, "de89 3704 ...", with spaces, hyphens or none); None for an unknown country, a run that is
+    too short or goes on without a break, or a failed check."""
     length = _IBAN_LENGTHS.get(match.group("country").upper())
     if length is None:
         return None
@@ -313,10 +293,9 @@ def _iban_end(text: str, match: re.Match[str]) -> int | None:
     while count < length and end < match.end():
         count += text[end].isalnum()
         end += 1
-    return end if count == length and not text[end : end + 1].isalnum() else None
-
-
-_IBAN_SEPARATORS = re.compile(r"[ -]")
+    if count != length or text[end : end + 1].isalnum() or not iban_ok(text[match.start() : end]):
+        return None
+    return end
 
 
 def _ip_ok(text: str) -> bool:
@@ -465,18 +444,24 @@ def _kept_spans(
             yield match.span(part)
 
 
-def _first_accepted(
-    pattern: re.Pattern[str], text: str, ok: Callable[[re.Match[str], str], bool]
-) -> Iterable[re.Match[str]]:
-    """Matches that `ok` accepts; after a refused one the search goes on from its next word, so a refused
-    prose reading ("me at choi.dh") does not hide the address that starts inside it."""
+def _accepted_spans(
+    pattern: re.Pattern[str], text: str, accept: Callable[[re.Match[str], str], int | None]
+) -> Iterable[tuple[int, int]]:
+    """Spans of the matches `accept` takes (it gives where the span ends, or None). After a refused match the
+    search goes on from its next character, so a refused reading does not hide one that starts inside it:
+    a prose "me at choi.dh" before an address, "AB12" before an IBAN ("AB12 DE89 ...")."""
     pos = 0
     while (match := pattern.search(text, pos)) is not None:
-        if ok(match, text):
-            yield match
-            pos = match.end()
-        else:
+        end = accept(match, text)
+        if end is None:
             pos = match.start() + 1
+        else:
+            yield match.start(), end
+            pos = end
+
+
+def _spelled_email_end(match: re.Match[str], text: str) -> int | None:
+    return match.end() if _spelled_email_ok(match, text) else None
 
 
 def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
@@ -505,8 +490,8 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
         ]
         if spelled_at:
             candidates += [
-                Span("email", "email_spelled_out", m.start(), m.end())
-                for m in _first_accepted(_EMAIL_SPELLED, text, _spelled_email_ok)
+                Span("email", "email_spelled_out", s, e)
+                for s, e in _accepted_spans(_EMAIL_SPELLED, text, _spelled_email_end)
             ]
     if "rrn" in wanted:
         candidates += [
@@ -517,7 +502,7 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
     # IBAN before card: mod-97 is a far stronger check than Luhn, and one in ten IBANs has a run of digits
     # that passes Luhn.
     if "iban" in wanted:
-        candidates += [Span("iban", "iban_mod97", s, e) for s, e in _iban_spans(text)]
+        candidates += [Span("iban", "iban_mod97", s, e) for s, e in _accepted_spans(_IBAN, text, _iban_end)]
     if "card" in wanted:
         candidates += [
             Span("card", "card_luhn", s, e)
