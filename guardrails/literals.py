@@ -12,7 +12,9 @@ The pre-check is a necessary condition, so a rule fires exactly when it did with
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from re import _casefix as sre_casefix  # type: ignore[attr-defined]
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
@@ -89,6 +91,55 @@ def _rank(words: Literals) -> tuple[int, int]:
     """How selective a requirement is: longer shortest word first (in UTF-8 bytes, so a Hangul syllable
     counts as rarer than a Latin letter), then fewer words to look for."""
     return (min(min(len(w.encode("utf-8")) for w in words), 6), -len(words))
+
+
+def leading_literals(pattern: str, flags: int = re.IGNORECASE) -> Literals | None:
+    """Strings one of which every match starts with (after zero-width assertions such as `\\b`), in
+    `prefilter_text` form under IGNORECASE; None when some match may start otherwise. `\\b(?:kill|murder) `
+    gives {"kill", "murder"}: such a pattern need only be tried where one of them stands. The empty string
+    stands for the start of the text (a `^` branch)."""
+    try:
+        parsed = sre_parse.parse(pattern, flags)
+    except re.error:
+        return None
+    if parsed.state.flags & re.MULTILINE:
+        return None
+    words = _leading(list(parsed), bool(parsed.state.flags & re.IGNORECASE))
+    return frozenset(words) if words else None
+
+
+def _leading(items: list[tuple[Any, Any]], fold: bool) -> set[str] | None:
+    start = 0
+    while start < len(items) and items[start][0] is sre.AT:
+        if items[start][1] in (sre.AT_BEGINNING, sre.AT_BEGINNING_STRING):
+            return {""}
+        start += 1
+    if start == len(items):
+        return None
+    op, av = items[start]
+    if op is sre.LITERAL:
+        end = start
+        while end < len(items) and items[end][0] is sre.LITERAL:
+            end += 1
+        word = "".join(chr(av) for _op, av in items[start:end])
+        return {prefilter_text(word) if fold else word}
+    if op is sre.IN and all(kind is sre.LITERAL for kind, _code in av):
+        # A small set of characters ("[.!?]"), each a word of one character.
+        return {prefilter_text(chr(code)) if fold else chr(code) for _kind, code in av}
+    if op is sre.SUBPATTERN:
+        _group, add_flags, del_flags, body = av
+        return None if add_flags or del_flags else _leading(list(body), fold)
+    if op is sre.BRANCH:
+        words: set[str] = set()
+        for branch in av[1]:
+            found = _leading(list(branch), fold)
+            if not found:
+                return None
+            words |= found
+        return words
+    if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT) and av[0] >= 1:
+        return _leading(list(av[2]), fold)
+    return None
 
 
 def _best(clauses: list[Literals]) -> Literals | None:
@@ -188,6 +239,86 @@ def _splits_a_run(body: Any, repeats: int) -> bool:
     return False
 
 
+# A long text's pre-check first compares the first GRAM characters of a requirement's words with those of the
+# text (one set operation for a requirement of a hundred words) and searches only for the words that pass.
+GRAM = 4
+
+
+@dataclass(frozen=True)
+class _Clause:
+    """One requirement, arranged for a long text: its words by their first GRAM characters, and those
+    shorter than that."""
+
+    by_gram: dict[str, tuple[str, ...]]
+    grams: frozenset[str]
+    short: tuple[str, ...]
+
+    @classmethod
+    def of(cls, words: Literals) -> _Clause:
+        by_gram: dict[str, list[str]] = {}
+        for word in words:
+            if len(word) >= GRAM:
+                by_gram.setdefault(word[:GRAM], []).append(word)
+        short = tuple(word for word in words if len(word) < GRAM)
+        return cls({k: tuple(v) for k, v in by_gram.items()}, frozenset(by_gram), short)
+
+
+class _TextIndex:
+    """What one long text holds, found on first use: its GRAM-character pieces, and where words stand.
+    Many patterns look up the same words ("how", "kill") in the same text; the rails read one text with all
+    of them before the next."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.grams = {text[at : at + GRAM] for at in range(len(text) - GRAM + 1)}
+        self._positions: dict[str, list[int]] = {}
+        self._present: dict[str, bool] = {}
+
+    def has(self, word: str) -> bool:
+        found = self._present.get(word)
+        if found is None:
+            found = self._present[word] = self.text.find(word) >= 0
+        return found
+
+    def holds(self, clause: _Clause) -> bool:
+        """Whether the text has a word of the requirement."""
+        if any(self.has(word) for word in clause.short):
+            return True
+        return any(self.has(word) for gram in self.grams.intersection(clause.grams) for word in clause.by_gram[gram])
+
+    def positions(self, word: str) -> list[int]:
+        """Where `word` starts in the text; the empty word stands for the start of the text."""
+        if not word:
+            return [0]
+        found = self._positions.get(word)
+        if found is None:
+            found, at = [], self.text.find(word)
+            while at >= 0:
+                found.append(at)
+                at = self.text.find(word, at + 1)
+            self._positions[word] = found
+            self._present[word] = bool(found)
+        return found
+
+
+# Indexes of the last few long texts, per thread: the rails read a message in a few forms (as written,
+# decoded...), and some callers fold the same text again, so the cache is keyed by the text itself.
+_RECENT = threading.local()
+RECENT_TEXTS = 8
+
+
+def _index(text: str) -> _TextIndex:
+    recent: dict[str, _TextIndex] | None = getattr(_RECENT, "indexes", None)
+    if recent is None:
+        recent = _RECENT.indexes = {}
+    index = recent.get(text)
+    if index is None:
+        if len(recent) >= RECENT_TEXTS:
+            del recent[next(iter(recent))]
+        index = recent[text] = _TextIndex(text)
+    return index
+
+
 class Matcher:
     """A compiled pattern with its literal pre-check; `search` answers whether it matches. Policy patterns
     are case-insensitive; `ignore_case=False` keeps a pattern (and its pre-check) case-sensitive."""
@@ -198,6 +329,9 @@ class Matcher:
         self.ignore_case = bool(self.regex.flags & re.IGNORECASE)
         self.clauses = required_clauses(pattern, self.regex.flags)[:MAX_CLAUSES]
         self.literals = self.clauses[0] if self.clauses else None
+        self._long_clauses = [_Clause.of(words) for words in self.clauses]
+        # In a long text the pattern is tried only where one of these starts, not at every character.
+        self.leading = leading_literals(pattern, self.regex.flags)
 
     def could_match(
         self, text: str, folded: str | None = None, pos: int = 0, endpos: int | None = None
@@ -208,8 +342,20 @@ class Matcher:
         if self.ignore_case:
             text = prefilter_text(text) if folded is None else folded
         end = len(text) if endpos is None else endpos
+        if pos == 0 and end == len(text) >= LONG_TEXT:
+            index = _index(text)
+            return all(index.holds(clause) for clause in self._long_clauses)
         clauses = self.clauses if end - pos >= LONG_TEXT else self.clauses[:1]
         return all(any(text.find(word, pos, end) >= 0 for word in words) for words in clauses)
+
+    def _starts(self, text: str, folded: str | None) -> list[int] | None:
+        """Where a match may start in a long text (sorted), or None to let the regex scan it all."""
+        if self.leading is None or len(text) < LONG_TEXT:
+            return None
+        if self.ignore_case:
+            text = prefilter_text(text) if folded is None else folded
+        index = _index(text)
+        return sorted({at for word in self.leading for at in index.positions(word)})
 
     def search(self, text: str, folded: str | None = None, pos: int = 0, endpos: int | None = None) -> bool:
         """Whether the pattern matches in text[pos:endpos]. `folded`: `prefilter_text(text)` when the caller
@@ -217,8 +363,22 @@ class Matcher:
         if not self.could_match(text, folded, pos, endpos):
             return False
         end = len(text) if endpos is None else endpos
-        return self.regex.search(text, pos, end) is not None
+        starts = self._starts(text, folded) if pos == 0 and end == len(text) else None
+        if starts is None:
+            return self.regex.search(text, pos, end) is not None
+        # `match` at a position still sees the text before it, so `\b` and lookbehinds read as in `search`.
+        return any(self.regex.match(text, at) is not None for at in starts)
 
     def finditer(self, text: str, folded: str | None = None) -> Iterator[re.Match[str]]:
-        if self.could_match(text, folded):
+        if not self.could_match(text, folded):
+            return
+        starts = self._starts(text, folded)
+        if starts is None:
             yield from self.regex.finditer(text)
+            return
+        # As finditer: leftmost matches that do not overlap (a match here is never empty: it starts with a word).
+        after = 0
+        for at in starts:
+            if at >= after and (match := self.regex.match(text, at)) is not None:
+                yield match
+                after = match.end()

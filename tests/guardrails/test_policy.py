@@ -23,7 +23,14 @@ from guardrails import (
     topical,
 )
 from guardrails import text as text_module
-from guardrails.literals import Matcher, ambiguous_repeat, prefilter_text, required_literals
+from guardrails.literals import (
+    LONG_TEXT,
+    Matcher,
+    ambiguous_repeat,
+    leading_literals,
+    prefilter_text,
+    required_literals,
+)
 from guardrails.policy import compile_pattern
 from guardrails.text import variants
 from tests.guardrails.cases import HARMFUL_EN, HARMFUL_KO, JAILBREAK_EN, JAILBREAK_KO, SAFE_EN, SAFE_KO
@@ -174,14 +181,21 @@ def test_literal_precheck_never_changes_whether_a_policy_pattern_matches() -> No
     matchers += [compile_pattern(game.pattern), compile_pattern(game.real)]
     assert all(m.literals for m in matchers), "every shipped pattern should have a pre-check"
     tables = (HARMFUL_EN, HARMFUL_KO, SAFE_EN, SAFE_KO, JAILBREAK_EN, JAILBREAK_KO)
+    texts = [t for table in tables for t in _texts(table)]
+    # Long texts take another path (every requirement looked up, the pattern tried only where it can start):
+    # the same sentences, run together a dozen at a time (from every third).
+    long_texts = [" ".join(texts[start : start + 12]) for start in range(0, len(texts), 3)]
+    assert sum(len(text) >= LONG_TEXT for text in long_texts) > 20
     checked = 0
-    for text in [t for table in tables for t in _texts(table)]:
+    for text in texts + long_texts:
         for reading in variants(text):
             folded = prefilter_text(reading.text)
             for matcher in matchers:
-                expected = matcher.regex.search(reading.text) is not None
-                assert matcher.search(reading.text, folded) == expected, (matcher.pattern[:60], reading.text)
-                checked += expected
+                expected = [m.span() for m in matcher.regex.finditer(reading.text)]
+                assert matcher.search(reading.text, folded) == bool(expected), (matcher.pattern[:60], reading.text)
+                spans = [m.span() for m in matcher.finditer(reading.text, folded)]
+                assert spans == expected, (matcher.pattern[:60], reading.text)
+                checked += bool(expected)
     assert checked > 100  # the tables do exercise the patterns
 
 
@@ -260,3 +274,17 @@ def test_required_literals_reads_the_words_a_match_needs() -> None:
     secret = Matcher(r"\bhf_[A-Za-z0-9]{30,}\b", ignore_case=False)
     assert secret.literals == {"hf_"}
     assert not secret.search("HF_" + "a" * 30) and secret.search("token hf_" + "a" * 30)
+
+
+def test_leading_literals_are_where_a_match_can_start() -> None:
+    assert leading_literals(r"\b(?:kill|murder)\w*\s+him") == {"kill", "murder"}
+    assert leading_literals(r"(?:^\W*|\bWhat )is") == {"", "what "}  # "" is the start of the text
+    assert leading_literals(r"[.!?]\s*now") == {".", "!", "?"}
+    assert leading_literals(r"(?:\s|^)kill") is None  # a class of characters: may start anywhere
+    assert leading_literals(r"(?m)^kill") is None  # ^ after every newline
+    assert leading_literals(r"x?kill") is None
+    # In a long text the pattern is tried only there; `\b` still sees the character before.
+    text = "a skill to learn; " * 20 + "then kill time"
+    assert len(text) >= LONG_TEXT
+    assert [m.start() for m in Matcher(r"\bkill").finditer(text)] == [text.index("then kill") + 5]
+    assert not Matcher(r"\bkill\b").search(text.replace("then kill", "then skill"))
