@@ -1,8 +1,10 @@
 """Personal data and secrets: find them, check the checksums where a format has one, and mask them.
 
 Kinds: email (also spelled out: "kim dot lee at example dot com", "kim(at)example.com", 골뱅이), phone
-(international, Korean mobile and landline, North American), card (Luhn), rrn (Korean resident and foreigner
-registration numbers: date plus checksum; numbers issued since October 2020 carry none), ip (IPv4/IPv6),
+(international, Korean mobile and landline, North American, and national numbers after a phone word), card
+(Luhn), rrn (Korean resident and foreigner registration numbers: date plus checksum; numbers issued since
+October 2020 carry none), id_number (social security, passport, licence and national ID numbers after a word
+that names them: they have no checksum), ip (IPv4/IPv6),
 iban (country length and mod-97) and secret (Hugging Face, Telegram bot, AWS, Google, GitHub, GitLab,
 OpenAI and Anthropic, Slack, Stripe, SendGrid, PyPI, npm, Shopify, DigitalOcean and Azure keys and tokens,
 Slack and Discord webhooks, JWTs, private key blocks, passwords written as "password: ...", bearer and basic
@@ -11,7 +13,8 @@ token name in a config or .env file). Card numbers need a card network's first d
 check.
 
 Public numbers are not personal data and are left alone: Korean nationwide business numbers (1588-xxxx and
-the like, eight digits) and 080 toll-free numbers, and business registration numbers (123-45-67890).
+the like, eight digits), 080 and North American toll-free numbers, and business registration numbers
+(123-45-67890).
 """
 
 from __future__ import annotations
@@ -142,6 +145,15 @@ _SECRETS = {
 _SECRET_HINTS = {name: Matcher(pattern.pattern, ignore_case=False) for name, pattern in _SECRETS.items()}
 _DIGIT = re.compile(r"\d")
 _RRN = re.compile(r"(?<!\d)(\d{2})(\d{2})(\d{2})\s?-?\s?([1-8])(\d{6})(?!\d)")
+# Identity numbers with no checksum to tell them (a US social security number, a passport, a driving
+# licence, a national ID): masked only right after a word that names one.
+_ID_NUMBER = re.compile(
+    r"(?i)(?:\b(?:ssn|social security(?: number| no\.?| #)?|passport(?: number| no\.?| #)?"
+    r"|driver'?s? licen[cs]e(?: number| no\.?| #)?|driving licen[cs]e(?: number| no\.?)?"
+    r"|national (?:id|identity|insurance)(?: number| no\.?| card number)?|id card number|tax id)"
+    r"|여권\s?번호|운전\s?면허\s?번호|면허\s?번호)\s*(?:is|was|:|=|-|#|는|은)?\s*"
+    r"(?P<value>(?<![\w-])[A-Za-z]{0,3}[ -]?\d(?:-?[A-Za-z0-9]| \d){5,14})(?![\w-])"
+)
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 # A label right before a long number that names another kind of number: an order, parcel, ticket or
 # product code passes Luhn or the RRN check one time in ten by chance.
@@ -193,8 +205,19 @@ _PHONES = {
     "international": re.compile(
         r"(?<![\w+])(?:\+\d{1,3}[ .-]?|(?<!\d[ .-])00[1-9]\d{0,2}[ .-])\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)"
     ),
-    "north_american": re.compile(r"(?<![\w])\(?[2-9]\d{2}\)?[ .-]\d{3}[ .-]\d{4}(?!\d)"),
+    # With the country's 1 in front or not ("1-415-555-2671").
+    "north_american": re.compile(r"(?<![\w])(?:1[ .-])?\(?[2-9]\d{2}\)?[ .-]\d{3}[ .-]\d{4}(?!\d)"),
+    # A national number (trunk 0, no country code: "020 7946 0958", "03-1234-5678", "07911 123456") has no
+    # shape of its own, so it counts only right after a word that calls it a phone number.
+    "labelled_national": re.compile(
+        r"(?i)(?:\b(?:phone|mobile|cell|tel|telephone|landline|fax|whats ?app|call me|text me|ring me|reach me"
+        r"|contact|my number)|전화|휴대폰|핸드폰|연락처|연락)[^\d\n]{0,25}?"
+        r"(?P<value>(?<![\d+])\(?0\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4})(?!\d)"
+    ),
 }
+# North American toll-free numbers (800, 833, 844, 855, 866, 877, 888) are businesses', as are 080 numbers
+# in Korea: not personal data.
+_TOLL_FREE = re.compile(r"^(?:1)?8(?:00|33|44|55|66|77|88)\d{7}$")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -424,6 +447,11 @@ def _spelled_email_ok(match: re.Match[str], text: str) -> bool:
     )
 
 
+def _id_ok(match: re.Match[str]) -> bool:
+    """At least five digits in what follows the label ("passport number renewal" is no number)."""
+    return len(_digits(match.group("value"))) >= 5
+
+
 def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
@@ -465,13 +493,14 @@ def _spelled_email_end(match: re.Match[str], text: str) -> int | None:
 
 
 def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
-    """Non-overlapping spans; on overlap the earlier kind wins: secret, email, rrn, iban, card, ip, phone."""
+    """Non-overlapping spans; on overlap the earlier kind wins: secret, email, rrn, iban, card, ip, id_number,
+    phone."""
     wanted = set(kinds)
     # Cheap pre-checks, one pass each: most messages have no digits, no '@' and no ':', and then most
     # patterns (each a pass over up to `limits.max_chars` characters) cannot match.
     digits = _DIGIT.search(text) is not None
     if not digits:
-        wanted -= {"rrn", "card", "iban", "phone"}  # and IPv4; an IPv6 address can be all letters
+        wanted -= {"rrn", "card", "iban", "phone", "id_number"}  # and IPv4; an IPv6 address can be all letters
     lowered = text.lower()
     spelled_at = any(word in lowered for word in _SPELLED_AT)
     if "@" not in text and not spelled_at:
@@ -518,9 +547,11 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
             # Five hex digits at least: "fe80::1" is an address, "a::b" in C++ is a scope.
             ipv6_ok = lambda t: ":" in t and len(_HEX_DIGIT.findall(t)) >= 5 and _ip_ok(t)  # noqa: E731
             candidates += [Span("ip", "ipv6", s, e) for s, e in _matches(_IPV6, text, ipv6_ok)]
+    if "id_number" in wanted:
+        candidates += [Span("id_number", "id_labelled", s, e) for s, e in _kept_spans(_ID_NUMBER, text, _id_ok)]
     if "phone" in wanted:
         for name, pattern in _PHONES.items():
-            phone_ok = lambda t: 9 <= len(_digits(t)) <= 15  # noqa: E731
+            phone_ok = lambda t: 9 <= len(_digits(t)) <= 15 and not _TOLL_FREE.match(_digits(t))  # noqa: E731
             candidates += [Span("phone", name, s, e) for s, e in _matches(pattern, text, phone_ok)]
     taken: list[Span] = []
     for span in candidates:

@@ -29,7 +29,7 @@ _TERM = re.compile(r"<<(\w+)>>")
 
 InputRail = Literal["pii", "jailbreak", "harmful", "topical"]
 OutputRail = Literal["pii", "harmful"]
-PiiKind = Literal["email", "phone", "card", "rrn", "ip", "iban", "secret"]
+PiiKind = Literal["email", "phone", "card", "rrn", "id_number", "ip", "iban", "secret"]
 
 
 def _english_only() -> list[Literal["en", "ko"]]:
@@ -37,7 +37,7 @@ def _english_only() -> list[Literal["en", "ko"]]:
 
 
 def _all_pii_kinds() -> list[PiiKind]:
-    return ["email", "phone", "card", "rrn", "ip", "iban", "secret"]
+    return ["email", "phone", "card", "rrn", "id_number", "ip", "iban", "secret"]
 
 
 def _all_input_rails() -> list[InputRail]:

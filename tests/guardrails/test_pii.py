@@ -28,7 +28,7 @@ FAKE_OPENAI = "sk-" + "Fake" * 6 + "0000"
 FAKE_GITHUB = "ghp_" + "0123456789" + "abcdefghij" + "ABCDEFGHIJ" + "012345"
 FAKE_GOOGLE = "AIza" + "SyD-" + "0123456789" + "abcdefghij" + "ABCDEFGHIJK"
 
-ALL_KINDS = ["email", "phone", "card", "rrn", "ip", "iban", "secret"]
+ALL_KINDS = ["email", "phone", "card", "rrn", "id_number", "ip", "iban", "secret"]
 
 
 @pytest.mark.parametrize(
@@ -323,6 +323,37 @@ def test_more_formats_are_masked(text: str, kind: str, value: str) -> None:
     ],
 )
 def test_more_lookalikes_are_not_masked(text: str) -> None:
+    assert find_pii(text, ALL_KINDS) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("Call me on 020 7946 0958 tomorrow", "phone", "020 7946 0958"),  # national: a phone word before it
+        ("my mobile is 07700 900123", "phone", "07700 900123"),
+        ("携帯 / mobile: 090-1234-5678", "phone", "090-1234-5678"),
+        ("내 연락처는 031 123 4567 이야", "phone", "031 123 4567"),
+        ("call 1-415-555-0132 after six", "phone", "1-415-555-0132"),  # North American, with the 1
+        ("my ssn is 078-05-1120", "id_number", "078-05-1120"),
+        ("Passport No. X1234567 expires soon", "id_number", "X1234567"),
+        ("운전면허번호 11-12-345678-90 입니다", "id_number", "11-12-345678-90"),
+    ],
+)
+def test_labelled_national_phones_and_identity_numbers_are_masked(text: str, kind: str, value: str) -> None:
+    assert [(s.kind, text[s.start : s.end]) for s in find_pii(text, ALL_KINDS)] == [(kind, value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call 1-800-555-0199 for support",  # toll-free: a business's, as 080 is in Korea
+        "the 0312 model has a better camera",  # no phone word before it
+        "invoice 020 7946 0958 is overdue",  # the same digits, not called a phone
+        "my passport number changes every ten years",  # a label with no number after it
+        "SSN format is three digits, two, then four",
+    ],
+)
+def test_unlabelled_numbers_and_toll_free_lines_are_not_masked(text: str) -> None:
     assert find_pii(text, ALL_KINDS) == []
 
 
