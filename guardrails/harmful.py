@@ -165,6 +165,7 @@ class HarmfulDetector:
         }
         self.intent = [compile_pattern(p) for p in config.intent]
         self.settings = [compile_pattern(p) for p in config.game_or_fiction]
+        self.facts = [compile_pattern(p) for p in config.unasked.facts] if config.unasked else []
         game = config.game_setting
         self.games = (
             GameExcuse(compile_pattern(game.pattern), compile_pattern(game.real) if game.real else None)
@@ -211,13 +212,18 @@ class HarmfulDetector:
             found += [f for f in more if f.rule.replace("@" + NAMED, "") not in seen]
         return found
 
+    def asks_about_a_fact(self, text: str) -> bool:
+        folded = prefilter_text(text)
+        return any(p.search(text, folded) for p in self.facts)
+
     def in_game_or_fiction(self, text: str) -> bool:
         folded = prefilter_text(text)
         return any(p.search(text, folded) for p in self.settings)
 
-    def classify(self, vector: np.ndarray, extra: float = 0.0) -> Finding | None:
+    def classify(self, vector: np.ndarray, extra: float = 0.0, lead: float = 0.0) -> Finding | None:
         """The exemplar classifier for one (D,) unit vector; None when no category is close enough.
-        `extra` raises every threshold (a game or fiction setting makes a look-alike more likely)."""
+        `extra` raises every threshold (a game or fiction setting makes a look-alike more likely) and `lead`
+        every margin over the harmless look-alikes (a text that asks for nothing)."""
         if self._harmful is None:
             return None
         k = self.config.neighbours
@@ -227,7 +233,7 @@ class HarmfulDetector:
         for index, name in enumerate(self.categories):
             category: Category = self.config.categories[name]
             score = _top_mean(sims[self._labels == index], k)
-            close_enough = score >= category.threshold + extra and score - benign >= category.margin
+            close_enough = score >= category.threshold + extra and score - benign >= category.margin + lead
             if close_enough and (best is None or score > best.score):
                 best = Finding(rail="harmful", rule=f"{name}.exemplars", category=name, score=round(score, 4))
         return best

@@ -169,6 +169,23 @@ class GameSetting(_Strict):
     _valid_regex = field_validator("pattern", "real")(_regex)
 
 
+class UnaskedConfig(_Strict):
+    """How the classifier reads a text with no request wording: a comparison ("which is deadlier in a crowd,
+    X or Y"), a terse line ("crack wpa2 neighbours wifi fast"), a verb the intent patterns lack ("pen a
+    poem..."). It is still judged, with a higher bar; a question about a fact or an event ("why did...",
+    "what is...") is not judged at all, since asking what happened is not asking how to do it."""
+
+    threshold_margin: Fraction = Field(default=0.15, description="Extra similarity needed without a request.")
+    benign_margin: Fraction = Field(
+        default=0.05, description="Extra lead over the nearest harmless look-alikes needed without a request."
+    )
+    facts: list[str] = Field(
+        default_factory=list, description="Patterns for questions about a fact or an event, never classified."
+    )
+
+    _valid_patterns = field_validator("facts")(_pattern_list)
+
+
 class HarmfulConfig(_Strict):
     intent: list[str] = Field(min_length=1, description="Patterns that mark a request (how to, write, ...).")
     categories: dict[str, Category] = Field(min_length=1)
@@ -186,6 +203,9 @@ class HarmfulConfig(_Strict):
     )
     game_setting: GameSetting | None = Field(
         default=None, description="Games that excuse the rules marked `excused_in_games`, in any language."
+    )
+    unasked: UnaskedConfig | None = Field(
+        default=None, description="How texts with no request wording are classified; none: they are not."
     )
     public_names: str | None = Field(
         default="exemplars/public_people.yaml",

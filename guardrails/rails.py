@@ -119,20 +119,28 @@ class Guardrails:
         if earlier:
             blocking += self._new_in_conversation(earlier, scanned, rails, {f.rule for f in blocking})
 
-        # The classifier judges only a text that asks for something (a question about a word or an event
-        # is not a request), and one embedder call serves it and the topical check: none when a rule already
-        # decided or nothing would use the vector (most messages that ask for nothing skip the model).
+        # The classifier judges a text that asks for something; one with no request wording only with a
+        # higher bar (`harmful.unasked`), and a question about a fact or an event ("why did...") not at all.
+        # One embedder call serves it and the topical check: none when a rule already decided or nothing
+        # would use the vector.
+        config = self.policy.harmful
+        asks = any(self.harmful.has_intent(r.text) for r in readings)
         classify = (
             not blocking
             and "harmful" in rails
-            and lang in self.policy.harmful.classifier_languages
-            and any(self.harmful.has_intent(r.text) for r in readings)
+            and lang in config.classifier_languages
+            and (asks or (config.unasked is not None and not self.harmful.asks_about_a_fact(scanned)))
         )
         wanted = not blocking and (classify or ("topical" in rails and self.topical.active))
         vector = self._embed(masked) if wanted and self.embedder is not None else None
         if vector is not None and classify:
             setting = any(self.harmful.in_game_or_fiction(r.text) for r in readings)
-            found = self.harmful.classify(vector, self.policy.harmful.setting_margin if setting else 0.0)
+            extra = config.setting_margin if setting else 0.0
+            lead = 0.0
+            if not asks and config.unasked is not None:
+                extra += config.unasked.threshold_margin
+                lead = config.unasked.benign_margin
+            found = self.harmful.classify(vector, extra, lead)
             if found:
                 blocking.append(found)
 
