@@ -182,6 +182,9 @@ class UnaskedConfig(_Strict):
     facts: list[str] = Field(
         default_factory=list, description="Patterns for questions about a fact or an event, never classified."
     )
+    max_chars: int = Field(
+        default=400, ge=1, description="Longer texts with no request wording (pasted documents) are not classified."
+    )
 
     _valid_patterns = field_validator("facts")(_pattern_list)
 

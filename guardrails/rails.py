@@ -129,7 +129,7 @@ class Guardrails:
             not blocking
             and "harmful" in rails
             and lang in config.classifier_languages
-            and (asks or (config.unasked is not None and not self.harmful.asks_about_a_fact(scanned)))
+            and (asks or self._judge_unasked(scanned))
         )
         wanted = not blocking and (classify or ("topical" in rails and self.topical.active))
         vector = self._embed(masked) if wanted and self.embedder is not None else None
@@ -233,6 +233,12 @@ class Guardrails:
             if finding.rule not in old and finding.rule not in seen:
                 new.append(finding.model_copy(update={"rule": finding.rule + "@conversation"}))
         return new
+
+    def _judge_unasked(self, text: str) -> bool:
+        """Whether the classifier judges a text with no request wording: a short one that is not a question
+        about a fact. A long one is a pasted document, which the rules read."""
+        unasked = self.policy.harmful.unasked
+        return unasked is not None and len(text) <= unasked.max_chars and not self.harmful.asks_about_a_fact(text)
 
     def _embed(self, text: str) -> np.ndarray | None:
         assert self.embedder is not None
