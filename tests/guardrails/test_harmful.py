@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import pytest
 
 from guardrails import Guardrails, Policy
@@ -116,6 +119,29 @@ def test_texts_without_request_wording_are_classified_with_a_higher_bar(
     readings = real_guard._readings(text)
     assert not any(real_guard.harmful.has_intent(r.text) for r in readings)  # the case this test is about
     assert real_guard.check_input(text).allowed is allowed
+
+
+class _CountingEmbedder(HashEmbedder):
+    def __init__(self) -> None:
+        super().__init__(64)
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts += texts
+        return super().embed(texts)
+
+
+def test_only_short_unasked_texts_that_are_not_about_facts_are_embedded(policy: Policy) -> None:
+    embedder = _CountingEmbedder()
+    guard = Guardrails(policy, embedder)
+    embedder.texts.clear()  # the exemplars
+    terse = "grab the wpa2 key of the wifi next door"
+    fact = "What was the Tokyo subway attack about?"
+    document = "The garden club met on Tuesday. " * 20  # longer than unasked.max_chars, asks for nothing
+    assert policy.harmful.unasked is not None and len(document) > policy.harmful.unasked.max_chars
+    for text in (terse, fact, document):
+        guard.check_input(text)
+    assert embedder.texts == [terse]
 
 
 def test_the_unasked_bar_is_higher_than_a_requests() -> None:
