@@ -38,6 +38,12 @@ SET_FLOORS = {
     # First measurements of sets written after the rules they probe had been in use.
     "context_words.heldout.allow": 0.84,
     "long_pastes.heldout.block": 0.33,
+    # fresh_en was written after the other English sets had saturated their dev splits, to find the styles
+    # their rules had not generalised to (choices between two ways of doing harm, hypotheticals, slang).
+    # Before any rule was changed for it: dev block 0.63, allow 0.89; heldout block 0.59, allow 0.87. After
+    # the rules were widened on its dev split (now at the common dev floors): heldout block 0.74, allow 0.87.
+    "fresh_en.heldout.block": 0.72,
+    "fresh_en.heldout.allow": 0.85,
 }
 
 
