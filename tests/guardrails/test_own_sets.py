@@ -39,7 +39,9 @@ SET_FLOORS = {
     "context_words.heldout.allow": 0.84,
     "long_pastes.heldout.block": 0.33,
     # fresh_ko was written to find Korean gaps that generalise: when added it blocked 58 % of dev and 47 % of
-    # heldout (allowed 100 % and 98 %); the rules grown on its dev split since hold dev to the common floor.
+    # heldout (allowed 100 % and 98 %). A second round of dev phrasings, written after the first rules were grown,
+    # blocked 44 % (dev block 0.75 in all) before the rules were grown for it.
+    "fresh_ko.dev.block": 0.75,
     "fresh_ko.heldout.block": 0.44,
 }
 
