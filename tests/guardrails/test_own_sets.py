@@ -42,8 +42,8 @@ SET_FLOORS = {
     # heldout (allowed 100 % and 98 %). A second round of dev phrasings, written after the first rules were grown,
     # blocked 44 % (dev block 0.75 in all) before the rules were grown for it; a third round blocked 39 % of its
     # harmful items and allowed 23 of 24 (dev block 0.81, allow 0.99) before the rules were grown for it; a fourth
-    # round (formal 십시오, euphemisms, 초성) blocked 47 % and allowed 23 of 24 (dev block 0.88) before its rules.
-    "fresh_ko.dev.block": 0.87,
+    # round (formal 십시오, euphemisms, 초성) blocked 47 % and allowed 23 of 24 (dev block 0.88) before its rules;
+    # dev is now held to the common floor.
     "fresh_ko.heldout.block": 0.44,
 }
 
