@@ -44,6 +44,11 @@ SET_FLOORS = {
     # the rules were widened on its dev split (now at the common dev floors): heldout block 0.74, allow 0.87.
     "fresh_en.heldout.block": 0.72,
     "fresh_en.heldout.allow": 0.85,
+    # fresh_ko probes whether the Korean rules generalise. When added it blocked 58 % of dev and 47 % of heldout
+    # (allowed 100 % and 98 %). Five later rounds of dev phrasings, each measured before the rules were grown for
+    # it, blocked 44, 39, 47, 56 and 15 % of their new harmful items; with the rules grown, dev blocks 99.5 % and
+    # heldout, measured once, 62 % (allowed 98 %).
+    "fresh_ko.heldout.block": 0.60,
 }
 
 
