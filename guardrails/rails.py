@@ -124,13 +124,9 @@ class Guardrails:
         # One embedder call serves it and the topical check: none when a rule already decided or nothing
         # would use the vector.
         config = self.policy.harmful
-        asks = any(self.harmful.has_intent(r.text) for r in readings)
-        classify = (
-            not blocking
-            and "harmful" in rails
-            and lang in config.classifier_languages
-            and (asks or self._judge_unasked(scanned))
-        )
+        judged = not blocking and "harmful" in rails and lang in config.classifier_languages
+        asks = judged and any(self.harmful.has_intent(r.text) for r in readings)
+        classify = judged and (asks or self._judge_unasked(scanned))
         wanted = not blocking and (classify or ("topical" in rails and self.topical.active))
         vector = self._embed(masked) if wanted and self.embedder is not None else None
         if vector is not None and classify:
