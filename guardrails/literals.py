@@ -349,8 +349,9 @@ class Matcher:
         return all(any(text.find(word, pos, end) >= 0 for word in words) for words in clauses)
 
     def _starts(self, text: str, folded: str | None) -> list[int] | None:
-        """Where a match may start in a long text (sorted), or None to let the regex scan it all."""
-        if self.leading is None or len(text) < LONG_TEXT:
+        """Where a match may start in a long text (sorted), or None to let the regex scan it all. Only for a
+        pattern that needs a word (`clauses`), so none of its matches is empty."""
+        if self.leading is None or not self.clauses or len(text) < LONG_TEXT:
             return None
         if self.ignore_case:
             text = prefilter_text(text) if folded is None else folded
@@ -376,7 +377,7 @@ class Matcher:
         if starts is None:
             yield from self.regex.finditer(text)
             return
-        # As finditer: leftmost matches that do not overlap (a match here is never empty: it starts with a word).
+        # As finditer: leftmost matches that do not overlap (none is empty, so each resumes at the last end).
         after = 0
         for at in starts:
             if at >= after and (match := self.regex.match(text, at)) is not None:
