@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guardrails.literals import Matcher, prefilter_text
+from guardrails.literals import Matcher, any_match, prefilter_text
 from guardrails.names import PublicNames
 from guardrails.policy import Category, HarmfulConfig, Rule, compile_pattern
 from guardrails.text import Variant, fold
@@ -184,8 +184,7 @@ class HarmfulDetector:
             self._benign = embedder.embed(benign) if benign else None  # (B, D)
 
     def has_intent(self, text: str) -> bool:
-        folded = prefilter_text(text)
-        return any(p.search(text, folded) for p in self.intent)
+        return any_match(self.intent, text)
 
     def name_readings(self, raw: str) -> list[Variant]:
         """The text with every full name as the placeholder of its kind (private, public, fictional; none when
@@ -213,12 +212,10 @@ class HarmfulDetector:
         return found
 
     def asks_about_a_fact(self, text: str) -> bool:
-        folded = prefilter_text(text)
-        return any(p.search(text, folded) for p in self.facts)
+        return any_match(self.facts, text)
 
     def in_game_or_fiction(self, text: str) -> bool:
-        folded = prefilter_text(text)
-        return any(p.search(text, folded) for p in self.settings)
+        return any_match(self.settings, text)
 
     def classify(self, vector: np.ndarray, extra: float = 0.0, lead: float = 0.0) -> Finding | None:
         """The exemplar classifier for one (D,) unit vector; None when no category is close enough.

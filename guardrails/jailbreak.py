@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 
 from guardrails.harmful import rule_findings
-from guardrails.literals import prefilter_text
+from guardrails.literals import any_match, prefilter_text
 from guardrails.policy import JailbreakConfig, compile_pattern
 from guardrails.text import Variant, fold, unread_middle, variants
 from guardrails.verdict import Finding
@@ -96,8 +96,7 @@ class JailbreakDetector:
 
     def builds_on_earlier(self, text: str) -> bool:
         """Whether a message refers back to the turns before it ("now act on it", "stay in character")."""
-        folded = prefilter_text(text)
-        return any(p.search(text, folded) for p in self.follow_up)
+        return any_match(self.follow_up, text)
 
 
 def fragments(text: str) -> list[Variant]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from re import _casefix as sre_casefix  # type: ignore[attr-defined]
 from re import _constants as sre  # type: ignore[attr-defined]
@@ -383,3 +383,9 @@ class Matcher:
             if at >= after and (match := self.regex.match(text, at)) is not None:
                 yield match
                 after = match.end()
+
+
+def any_match(matchers: Iterable[Matcher], text: str) -> bool:
+    """Whether any of the patterns matches `text`, folded once for all of them."""
+    folded = prefilter_text(text)
+    return any(matcher.search(text, folded) for matcher in matchers)

@@ -447,9 +447,9 @@ def _spelled_email_ok(match: re.Match[str], text: str) -> bool:
     )
 
 
-def _id_ok(match: re.Match[str]) -> bool:
-    """At least five digits in what follows the label ("passport number renewal" is no number)."""
-    return len(_digits(match.group("value"))) >= 5
+def _phone_ok(text: str) -> bool:
+    digits = _digits(text)
+    return 9 <= len(digits) <= 15 and not _TOLL_FREE.match(digits)
 
 
 def _digits(text: str) -> str:
@@ -548,11 +548,12 @@ def find_pii(text: str, kinds: Iterable[str]) -> list[Span]:
             ipv6_ok = lambda t: ":" in t and len(_HEX_DIGIT.findall(t)) >= 5 and _ip_ok(t)  # noqa: E731
             candidates += [Span("ip", "ipv6", s, e) for s, e in _matches(_IPV6, text, ipv6_ok)]
     if "id_number" in wanted:
-        candidates += [Span("id_number", "id_labelled", s, e) for s, e in _kept_spans(_ID_NUMBER, text, _id_ok)]
+        # At least five digits after the label ("passport number renewal" holds none).
+        id_ok = lambda value: len(_digits(value)) >= 5  # noqa: E731
+        candidates += [Span("id_number", "id_labelled", s, e) for s, e in _matches(_ID_NUMBER, text, id_ok)]
     if "phone" in wanted:
         for name, pattern in _PHONES.items():
-            phone_ok = lambda t: 9 <= len(_digits(t)) <= 15 and not _TOLL_FREE.match(_digits(t))  # noqa: E731
-            candidates += [Span("phone", name, s, e) for s, e in _matches(pattern, text, phone_ok)]
+            candidates += [Span("phone", name, s, e) for s, e in _matches(pattern, text, _phone_ok)]
     taken: list[Span] = []
     for span in candidates:
         if all(span.end <= other.start or span.start >= other.end for other in taken):
