@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from guardrails.korean import StemError, expand_verbs
 from guardrails.literals import Matcher, ambiguous_repeat
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
@@ -329,7 +330,7 @@ class Policy(_Strict):
             return data
         # Terms are written over several lines for reading; the line breaks are not part of the pattern.
         terms = {
-            str(k): "".join(line.strip() for line in str(v).splitlines())
+            str(k): _expand_verbs("".join(line.strip() for line in str(v).splitlines()), f"terms.{k}")
             for k, v in (data.get("terms") or {}).items()
         }
         return {**_substitute(data, terms, ""), "terms": terms}
@@ -338,6 +339,13 @@ class Policy(_Strict):
         found = self.harmful.categories.get(category or "")
         messages = found.message if found and found.message else self.messages.refusal
         return messages.pick(language)
+
+
+def _expand_verbs(pattern: str, where: str) -> str:
+    try:
+        return expand_verbs(pattern)
+    except StemError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _substitute(node: Any, terms: dict[str, str], where: str) -> Any:
@@ -353,7 +361,7 @@ def _substitute(node: Any, terms: dict[str, str], where: str) -> Any:
                 raise ValueError(f"{where}: unknown term <<{match.group(1)}>>; expected one of: {known}")
             return f"(?:{terms[match.group(1)]})"
 
-        return _TERM.sub(term, node)
+        return _TERM.sub(term, _expand_verbs(node, where))
     return node
 
 

@@ -98,6 +98,11 @@ def test_default_policy_lists_the_rails_categories_and_messages() -> None:
             "harmful.categories.privacy.rules.0.pattern: unknown term <<nobody>>",
         ),
         (
+            ("harmful", "categories", "privacy", "rules"),
+            [{"name": "x", "pattern": "<<verb:때리|hit>>"}],
+            "harmful.categories.privacy.rules.0.pattern: verb stem 'hit' must end in a Hangul syllable",
+        ),
+        (
             ("jailbreak", "follow_up"),
             ["(unclosed"],
             "policy.yaml: jailbreak.follow_up: item 0: not a valid regular expression",
@@ -158,6 +163,22 @@ def test_operator_adds_a_category_without_code(tmp_path: Path) -> None:
     verdict = guard.check_input("How should I bet on the horses this weekend?")
     assert verdict.action == "blocked" and verdict.rule == "gambling.betting"
     assert verdict.message == "I don't give betting advice."
+
+
+def test_verb_stems_expand_in_patterns_and_terms(tmp_path: Path) -> None:
+    terms = {**yaml.safe_load(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))["terms"], "ko_hurt": "<<verb:때리|찌르>>"}
+    category = {
+        "description": "Hurting someone with a brick.",
+        "threshold": 0.99,
+        "rules": [{"name": "brick", "pattern": "벽돌로 ?<<ko_hurt>>", "needs_intent": False}],
+    }
+    path = _write(tmp_path, category, ("harmful", "categories", "bricks"))
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["terms"] = terms
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    rule = load_policy(path).harmful.categories["bricks"].rules[0]
+    assert rule.compiled.search("벽돌로 찔렀는데") and rule.compiled.search("벽돌로 때릴")
+    assert not rule.compiled.search("벽돌로 지은 집")
 
 
 def test_disabled_rail_does_not_run(tmp_path: Path) -> None:
