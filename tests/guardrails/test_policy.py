@@ -166,7 +166,8 @@ def test_operator_adds_a_category_without_code(tmp_path: Path) -> None:
 
 
 def test_verb_stems_expand_in_patterns_and_terms(tmp_path: Path) -> None:
-    terms = {**yaml.safe_load(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))["terms"], "ko_hurt": "<<verb:때리|찌르>>"}
+    terms = yaml.safe_load(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))["terms"]
+    terms["ko_hurt"] = "<<verb:때리|찌르>>"
     category = {
         "description": "Hurting someone with a brick.",
         "threshold": 0.99,
