@@ -189,6 +189,50 @@ def _item(op: Any, av: Any, fold: bool) -> list[Literals]:
     return []
 
 
+# Hangul syllables and the keyboard letters (compatibility jamo) that spell them out one by one.
+_HANGUL_RANGES = ((0xAC00, 0xD7A3), (0x3131, 0x318E))
+_HANGUL = re.compile("[\uac00-\ud7a3\u3131-\u318e]")
+
+
+def needs_hangul(pattern: str, flags: int = re.IGNORECASE) -> bool:
+    r"""Whether every match of the pattern holds a Hangul letter, consumed or looked ahead at: such a pattern
+    (a Korean rule, also its English words that must be followed by Korean, `guns?(?=\s?[가-힣])`) cannot
+    match a text without Hangul, which is most texts."""
+    try:
+        parsed = sre_parse.parse(pattern, flags)
+    except re.error:
+        return False
+    return _sequence_needs_hangul(list(parsed))
+
+
+def _sequence_needs_hangul(items: list[tuple[Any, Any]]) -> bool:
+    return any(_item_needs_hangul(op, av) for op, av in items)
+
+
+def _item_needs_hangul(op: Any, av: Any) -> bool:
+    if op is sre.LITERAL:
+        return _is_hangul(av, av)
+    if op is sre.IN:
+        # A class of Hangul only: every member a Hangul letter or range, nothing negated or shared with others.
+        members = [(a, a) if o is sre.LITERAL else a for o, a in av if o in (sre.LITERAL, sre.RANGE)]
+        return len(members) == len(av) and all(_is_hangul(lo, hi) for lo, hi in members)
+    if op is sre.SUBPATTERN:
+        return _sequence_needs_hangul(list(av[3]))
+    if op is sre.BRANCH:
+        return all(_sequence_needs_hangul(list(branch)) for branch in av[1])
+    if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT) and av[0] >= 1:
+        return _sequence_needs_hangul(list(av[2]))
+    if op is sre.ATOMIC_GROUP:
+        return _sequence_needs_hangul(list(av))
+    if op is sre.ASSERT:  # a lookahead or lookbehind that must match: its letters must be in the text
+        return _sequence_needs_hangul(list(av[1]))
+    return False
+
+
+def _is_hangul(lo: int, hi: int) -> bool:
+    return any(first <= lo and hi <= last for first, last in _HANGUL_RANGES)
+
+
 def ambiguous_repeat(pattern: str, flags: int = re.IGNORECASE) -> bool:
     """Whether a repeated group can split one run of text between its repeats in many ways, as
     `(?:\\S+\\s*){0,4}x` can: with `\\s*` empty, four `\\S+` divide a word in hundreds of ways, and on a long text
@@ -271,6 +315,7 @@ class _TextIndex:
     def __init__(self, text: str) -> None:
         self.text = text
         self.grams = {text[at : at + GRAM] for at in range(len(text) - GRAM + 1)}
+        self.hangul = _HANGUL.search(text) is not None
         self._positions: dict[str, list[int]] = {}
         self._present: dict[str, bool] = {}
 
@@ -332,19 +377,25 @@ class Matcher:
         self._long_clauses = [_Clause.of(words) for words in self.clauses]
         # In a long text the pattern is tried only where one of these starts, not at every character.
         self.leading = leading_literals(pattern, self.regex.flags)
+        self.hangul = needs_hangul(pattern, self.regex.flags)
 
     def could_match(
         self, text: str, folded: str | None = None, pos: int = 0, endpos: int | None = None
     ) -> bool:
-        """False only when the pattern cannot match (a requirement has none of its words in the text)."""
-        if not self.clauses:
+        """False only when the pattern cannot match (a requirement has none of its words in the text, or the
+        pattern needs Hangul and the text has none)."""
+        if not self.clauses and not self.hangul:
             return True
         if self.ignore_case:
             text = prefilter_text(text) if folded is None else folded
         end = len(text) if endpos is None else endpos
         if pos == 0 and end == len(text) >= LONG_TEXT:
             index = _index(text)
+            if self.hangul and not index.hangul:
+                return False
             return all(index.holds(clause) for clause in self._long_clauses)
+        if self.hangul and _HANGUL.search(text, pos, end) is None:
+            return False
         clauses = self.clauses if end - pos >= LONG_TEXT else self.clauses[:1]
         return all(any(text.find(word, pos, end) >= 0 for word in words) for words in clauses)
 

@@ -28,6 +28,7 @@ from guardrails.literals import (
     Matcher,
     ambiguous_repeat,
     leading_literals,
+    needs_hangul,
     prefilter_text,
     required_literals,
 )
@@ -296,6 +297,27 @@ def test_required_literals_reads_the_words_a_match_needs() -> None:
     secret = Matcher(r"\bhf_[A-Za-z0-9]{30,}\b", ignore_case=False)
     assert secret.literals == {"hf_"}
     assert not secret.search("HF_" + "a" * 30) and secret.search("token hf_" + "a" * 30)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "hangul"),
+    [
+        ("죽이", True),
+        ("(?:ㅈㅅ|자살)", True),
+        (r"guns?(?=\s?[가-힣])", True),  # an English word that must be followed by Korean
+        ("(?<=[가-힣])x", True),
+        ("[가-힣]+", True),
+        ("(?:kill|죽여)", False),
+        ("(?:사람)?kill", False),
+        ("[^가-힣]", False),
+        ("[가-힣a-z]", False),
+        (r"(?![가-힣])kill", False),
+    ],
+)
+def test_patterns_that_need_hangul_are_known(pattern: str, hangul: bool) -> None:
+    assert needs_hangul(pattern) is hangul
+    # Such a pattern is not tried on a text without Hangul, short or long.
+    assert Matcher(pattern).search("kill x" * 60) == bool(re.search(pattern, "kill x" * 60, re.IGNORECASE))
 
 
 def test_leading_literals_are_where_a_match_can_start() -> None:
