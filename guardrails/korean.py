@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import re
 
-_FIRST, _LAST = 0xAC00, 0xD7A3
+# Hangul syllables and the keyboard letters (compatibility jamo) that spell them out one by one.
+HANGUL_RANGES = ((0xAC00, 0xD7A3), (0x3131, 0x318E))
+HANGUL = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in HANGUL_RANGES) + "]")
+_FIRST, _LAST = HANGUL_RANGES[0]
 # Vowel and final-consonant numbers in the Unicode syllable formula (syllable = first + (initial * 21 +
 # vowel) * 28 + final), for the jamo this module changes.
 _A, _AE, _EO, _YEO, _O, _WA, _WAE, _OE, _U, _WEO, _EU, _I = 0, 1, 4, 6, 8, 9, 10, 11, 13, 14, 18, 20

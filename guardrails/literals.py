@@ -20,6 +20,8 @@ from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
+from guardrails.korean import HANGUL, HANGUL_RANGES
+
 
 def _case_classes() -> dict[int, int]:
     """Case-insensitive `re` also pairs letters that str.lower() leaves apart (i and dotless ı, s and long ſ,
@@ -189,11 +191,6 @@ def _item(op: Any, av: Any, fold: bool) -> list[Literals]:
     return []
 
 
-# Hangul syllables and the keyboard letters (compatibility jamo) that spell them out one by one.
-_HANGUL_RANGES = ((0xAC00, 0xD7A3), (0x3131, 0x318E))
-_HANGUL = re.compile("[\uac00-\ud7a3\u3131-\u318e]")
-
-
 def needs_hangul(pattern: str, flags: int = re.IGNORECASE) -> bool:
     r"""Whether every match of the pattern holds a Hangul letter, consumed or looked ahead at: such a pattern
     (a Korean rule, also its English words that must be followed by Korean, `guns?(?=\s?[가-힣])`) cannot
@@ -230,7 +227,7 @@ def _item_needs_hangul(op: Any, av: Any) -> bool:
 
 
 def _is_hangul(lo: int, hi: int) -> bool:
-    return any(first <= lo and hi <= last for first, last in _HANGUL_RANGES)
+    return any(first <= lo and hi <= last for first, last in HANGUL_RANGES)
 
 
 def ambiguous_repeat(pattern: str, flags: int = re.IGNORECASE) -> bool:
@@ -315,7 +312,7 @@ class _TextIndex:
     def __init__(self, text: str) -> None:
         self.text = text
         self.grams = {text[at : at + GRAM] for at in range(len(text) - GRAM + 1)}
-        self.hangul = _HANGUL.search(text) is not None
+        self.hangul = HANGUL.search(text) is not None
         self._positions: dict[str, list[int]] = {}
         self._present: dict[str, bool] = {}
 
@@ -394,7 +391,7 @@ class Matcher:
             if self.hangul and not index.hangul:
                 return False
             return all(index.holds(clause) for clause in self._long_clauses)
-        if self.hangul and _HANGUL.search(text, pos, end) is None:
+        if self.hangul and HANGUL.search(text, pos, end) is None:
             return False
         clauses = self.clauses if end - pos >= LONG_TEXT else self.clauses[:1]
         return all(any(text.find(word, pos, end) >= 0 for word in words) for words in clauses)

@@ -17,6 +17,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from guardrails.korean import HANGUL
+
 CUT_MARKER = "\n[…]\n"
 # Control characters (category Cc: U+0000-U+001F and U+007F-U+009F) except newline and tab.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -30,7 +32,6 @@ _FORMAT = re.compile(
 )
 _FLOOD = re.compile(r"(.)\1{3,}", re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[.!?。？！\n])\s+")
-_HANGUL = re.compile("[\uac00-\ud7a3\u3131-\u318e]")
 _LATIN = re.compile("[A-Za-z]")
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
@@ -204,7 +205,7 @@ def language(text: str) -> str:
     """'ko' when Hangul makes up at least a third of the letters, else 'en'."""
     if text.isascii():
         return "en"
-    hangul = len(_HANGUL.findall(text))
+    hangul = len(HANGUL.findall(text))
     latin = len(_LATIN.findall(text))
     return "ko" if hangul and hangul * 3 >= hangul + latin else "en"
 
