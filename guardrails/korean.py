@@ -32,13 +32,6 @@ _CONTRACTED = {_I: _YEO, _O: _WA, _U: _WEO, _OE: _WAE}
 _ABSORBING = {_A, _EO, _AE, 5, _YEO}  # 5: ㅔ (베어 / 베)
 _BRIGHT = {_A, _O}  # a stem whose vowel before ㅡ is one of these takes 아, else 어 (아파, 써)
 
-VERB = re.compile(r"<<verb:([^<>]+)>>")
-
-
-class StemError(ValueError):
-    """A stem that cannot be conjugated; the message says which and why."""
-
-
 def _parts(syllable: str) -> tuple[int, int, int]:
     code = ord(syllable) - _FIRST
     return code // (21 * 28), code // 28 % 21, code % 28
@@ -57,7 +50,7 @@ def forms(stem: str) -> list[str]:
     때립, 때려, 때렸. The text before the last syllable is kept as written, so it may hold pattern syntax
     (`찍어 ?버리`)."""
     if not stem or not _is_syllable(stem[-1]):
-        raise StemError(f"verb stem {stem!r} must end in a Hangul syllable (the stem of a verb, e.g. 때리 for 때리다)")
+        raise ValueError(f"Korean verb stem {stem!r} must end in a Hangul syllable (때리 for 때리다)")
     head, last = stem[:-1], stem[-1]
     initial, vowel, final = _parts(last)
     if final == _L:  # 만들: the ㄹ drops before ㄴ, ㅂ, ㅅ and fuses with ㅁ (만드는, 만든, 만듭, 만듦)
@@ -85,22 +78,3 @@ def forms(stem: str) -> list[str]:
     if vowel in _ABSORBING:
         return [*fused, head + _syllable(initial, vowel, _SS)]
     return fused  # ㅟ, ㅢ: the ending stays a syllable of its own (뛰어, 띄어)
-
-
-def verb_pattern(stems: str) -> str:
-    """`때리|찌르` -> a non-capturing group matching any first form of any of the stems."""
-    pieces = []
-    for stem in (s.strip() for s in stems.split("|")):
-        # Every form holds the whole stem but its last syllable (or two, for 르), so that part is written once.
-        found = forms(stem)
-        shared = stem[:-1] if all(form.startswith(stem[:-1]) for form in found) else stem[:-2]
-        if len(found) == 1 or not shared:
-            pieces += found
-        else:
-            pieces.append(shared + "(?:" + "|".join(form[len(shared):] for form in found) + ")")
-    return "(?:" + "|".join(pieces) + ")"
-
-
-def expand_verbs(pattern: str) -> str:
-    """Every `<<verb:...>>` in a pattern replaced by its forms."""
-    return VERB.sub(lambda match: verb_pattern(match.group(1)), pattern)

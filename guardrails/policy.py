@@ -22,8 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from guardrails.korean import StemError, expand_verbs
 from guardrails.literals import Matcher, ambiguous_repeat
+from guardrails.verbs import StemError, expand_verbs
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
 _TERM = re.compile(r"<<(\w+)>>")

@@ -100,8 +100,8 @@ def test_default_policy_lists_the_rails_categories_and_messages() -> None:
         ),
         (
             ("harmful", "categories", "privacy", "rules"),
-            [{"name": "x", "pattern": "<<verb:때리|hit>>"}],
-            "harmful.categories.privacy.rules.0.pattern: verb stem 'hit' must end in a Hangul syllable",
+            [{"name": "x", "pattern": "<<verb:때리|2x>>"}],
+            "harmful.categories.privacy.rules.0.pattern: English verb '2x' must start with a word of letters",
         ),
         (
             ("jailbreak", "follow_up"),

@@ -1,4 +1,4 @@
-"""Korean verb stems in policy patterns: `<<verb:stem>>` matches the stem in every conjugated form."""
+"""Verbs in policy patterns: `<<verb:...>>` matches a Korean stem or an English verb in every form."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from guardrails.korean import StemError, forms, verb_pattern
+from guardrails.verbs import StemError, forms, verb_pattern
 
 
 @pytest.mark.parametrize(
@@ -32,10 +32,19 @@ from guardrails.korean import StemError, forms, verb_pattern
         ("밟", ["밟다", "밟아", "밟았어", "밟을", "밟은"], ["발"]),
         # The part before the last syllable may hold pattern syntax.
         ("찍어 ?버리", ["찍어버려", "찍어 버렸어", "찍어버릴"], ["찍어봐"]),
+        # English: -s, -ed, -ing with e dropped, y to i and a doubled consonant; irregular pasts.
+        ("smother", ["smother", "smothers", "smothered", "smothering"], ["smooth"]),
+        ("strangle", ["strangles", "strangled", "strangling"], ["strange"]),
+        ("stab", ["stabs", "stabbed", "stabbing"], ["stable"]),
+        ("bury", ["buries", "buried", "burying"], ["burn"]),
+        ("shoot", ["shoots", "shooting", "shot"], ["shore"]),
+        ("beat up", ["beat up", "beating up", "beaten up"], ["beat it"]),
+        ("run over", ["ran over", "running over", "runs over"], ["run out"]),
     ],
 )
 def test_a_stem_matches_its_conjugated_forms(stem: str, words: list[str], others: list[str]) -> None:
-    pattern = re.compile(verb_pattern(stem))
+    # What follows the verb is the pattern's to say: Korean endings run on, an English word ends.
+    pattern = re.compile(verb_pattern(stem) + (r"\b" if stem.isascii() else ""))
     assert [w for w in words if not pattern.match(w)] == []
     assert [w for w in others if pattern.match(w)] == []
 
@@ -46,8 +55,16 @@ def test_several_stems_make_one_group() -> None:
     assert not pattern.search("때린 법")
 
 
-@pytest.mark.parametrize("stem", ["", "hit", "때리ㄱ", "때리 "])
-def test_a_stem_must_end_in_a_syllable(stem: str) -> None:
-    with pytest.raises(StemError, match="must end in a Hangul syllable"):
+@pytest.mark.parametrize(
+    ("stem", "message"),
+    [
+        ("때리ㄱ", "must end in a Hangul syllable"),
+        ("때리 ", "must end in a Hangul syllable"),
+        ("", "must start with a word of letters"),
+        ("3d-print", "must start with a word of letters"),
+    ],
+)
+def test_a_verb_that_cannot_be_conjugated_is_refused(stem: str, message: str) -> None:
+    with pytest.raises(StemError, match=message):
         forms(stem)
 
