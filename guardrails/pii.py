@@ -146,13 +146,16 @@ _SECRET_HINTS = {name: Matcher(pattern.pattern, ignore_case=False) for name, pat
 _DIGIT = re.compile(r"\d")
 _RRN = re.compile(r"(?<!\d)(\d{2})(\d{2})(\d{2})\s?-?\s?([1-8])(\d{6})(?!\d)")
 # Identity numbers with no checksum to tell them (a US social security number, a passport, a driving
-# licence, a national ID): masked only right after a word that names one.
+# licence, a national ID, a UK National Insurance or Canadian social insurance number): masked only right
+# after a word that names one.
 _ID_NUMBER = re.compile(
     r"(?i)(?:\b(?:ssn|social security(?: number| no\.?| #)?|passport(?: number| no\.?| #)?"
     r"|driver'?s? licen[cs]e(?: number| no\.?| #)?|driving licen[cs]e(?: number| no\.?)?"
-    r"|national (?:id|identity|insurance)(?: number| no\.?| card number)?|id card number|tax id)"
+    r"|national (?:id|identity|insurance)(?: number| no\.?| card number)?|id card number|tax id"
+    r"|ni(?:no| number| no\.?)|social insurance(?: number| no\.?)?|sin(?: number| no\.?| #|(?=\s*[:#])))"
     r"|여권\s?번호|운전\s?면허\s?번호|면허\s?번호)\s*(?:is|was|:|=|-|#|는|은)?\s*"
-    r"(?P<value>(?<![\w-])[A-Za-z]{0,3}[ -]?\d(?:-?[A-Za-z0-9]| \d){5,14})(?![\w-])"
+    # A UK National Insurance number ends in a letter after a space: "QQ 12 34 56 C".
+    r"(?P<value>(?<![\w-])[A-Za-z]{0,3}[ -]?\d(?:-?[A-Za-z0-9]| \d){5,14}(?: [A-Da-d])?)(?![\w-])"
 )
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 # A label right before a long number that names another kind of number: an order, parcel, ticket or

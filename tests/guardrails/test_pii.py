@@ -337,6 +337,8 @@ def test_more_lookalikes_are_not_masked(text: str) -> None:
         ("my ssn is 078-05-1120", "id_number", "078-05-1120"),
         ("Passport No. X1234567 expires soon", "id_number", "X1234567"),
         ("운전면허번호 11-12-345678-90 입니다", "id_number", "11-12-345678-90"),
+        ("my NI number is QQ 12 34 56 C, thanks", "id_number", "QQ 12 34 56 C"),  # UK National Insurance
+        ("SIN: 046 454 286", "id_number", "046 454 286"),  # Canadian social insurance
     ],
 )
 def test_labelled_national_phones_and_identity_numbers_are_masked(text: str, kind: str, value: str) -> None:
@@ -347,6 +349,7 @@ def test_labelled_national_phones_and_identity_numbers_are_masked(text: str, kin
     "text",
     [
         "call 1-800-555-0199 for support",  # toll-free: a business's, as 080 is in Korea
+        "the sin of pride, told 12345 times over",  # "sin" names a number only before a colon or "number"
         "the 0312 model has a better camera",  # no phone word before it
         "invoice 020 7946 0958 is overdue",  # the same digits, not called a phone
         "my passport number changes every ten years",  # a label with no number after it
