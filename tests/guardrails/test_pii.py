@@ -25,6 +25,7 @@ FAKE_GITLAB = "glpat-" + "Fake" * 5
 FAKE_SLACK_HOOK = "https://hooks.slack.com/services/" + "T0FAKE000/B0FAKE000/" + "Fake" * 6
 FAKE_JWT = ".".join(["eyJ" + "hbGciOiJub25lIn0", "eyJ" + "zdWIiOiJmYWtlIn0", "ZmFrZXNpZ25hdHVyZQ"])
 FAKE_OPENAI = "sk-" + "Fake" * 6 + "0000"
+FAKE_WOLFRAM = "FAKE00-" + "0" * 10  # six and ten capitals or digits, as a WolframAlpha App ID
 FAKE_GITHUB = "ghp_" + "0123456789" + "abcdefghij" + "ABCDEFGHIJ" + "012345"
 FAKE_GOOGLE = "AIza" + "SyD-" + "0123456789" + "abcdefghij" + "ABCDEFGHIJK"
 
@@ -60,6 +61,8 @@ ALL_KINDS = ["email", "phone", "card", "rrn", "id_number", "ip", "iban", "secret
         ("hook " + FAKE_SLACK_HOOK, "secret", FAKE_SLACK_HOOK),
         ("bearer " + FAKE_JWT, "secret", FAKE_JWT),
         ("key " + FAKE_OPENAI, "secret", FAKE_OPENAI),
+        ("WOLFRAM_APP_ID=" + FAKE_WOLFRAM, "secret", FAKE_WOLFRAM),
+        ("my wolfram alpha app id is " + FAKE_WOLFRAM, "secret", FAKE_WOLFRAM),
         ("password: Fake-0000 please", "secret", "Fake-0000"),
         ("비밀번호는 fake1234 입니다", "secret", "fake1234"),
         ("write to kim_minsu@example.com", "email", "kim_minsu@example.com"),
