@@ -97,8 +97,8 @@ _SECRETS = {
     "google_api_key": re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
     # A WolframAlpha App ID (six and ten capitals or digits) has no prefix of its own: known by its name.
     "wolfram_app_id": re.compile(
-        r"(?i)(?:wolfram[ _-]?(?:alpha[ _-]?)?(?:app[ _-]?id|appid|api[ _-]?key|key)|appid)[\"']?\s*(?:[:=]|\bis\b|는|은)?\s*"
-        r"['\"]?(?P<value>(?-i:[A-Z0-9]{6}-[A-Z0-9]{10}))\b"
+        r"(?i)(?:wolfram[ _-]?(?:alpha[ _-]?)?(?:app[ _-]?id|appid|api[ _-]?key|key)|appid)[\"']?"
+        r"\s*(?:[:=]|\bis\b|는|은)?\s*['\"]?(?P<value>(?-i:[A-Z0-9]{6}-[A-Z0-9]{10}))\b"
     ),
     "github_token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b"),
     # OpenAI (sk-, sk-proj-, sk-svcacct-) and Anthropic (sk-ant-api03-...) keys.
