@@ -46,7 +46,7 @@ IRREGULAR = {
     "throw": ("threw", "thrown"),
 }
 _WORD = re.compile(r"[a-z]+")
-_CVC = re.compile(r"[^aeiou][aeiou][bdgklmnprt]$")
+_CVC = re.compile(r"[^aeiou][aeiou][bdgklmnprst]$")
 
 
 def forms(verb: str) -> list[str]:

@@ -36,6 +36,7 @@ from guardrails.verbs import StemError, forms, verb_pattern
         ("smother", ["smother", "smothers", "smothered", "smothering"], ["smooth"]),
         ("strangle", ["strangles", "strangled", "strangling"], ["strange"]),
         ("stab", ["stabs", "stabbed", "stabbing"], ["stable"]),
+        ("gas", ["gases", "gassed", "gassing"], ["gasket"]),
         ("bury", ["buries", "buried", "burying"], ["burn"]),
         ("shoot", ["shoots", "shooting", "shot"], ["shore"]),
         ("beat up", ["beat up", "beating up", "beaten up"], ["beat it"]),
