@@ -67,14 +67,18 @@ def _inflections(word: str) -> list[str]:
         stems = [word]
     if _CVC.search(word):  # stab -> stabbing; also the undoubled form, for longer verbs (kidnaping)
         stems.append(word + word[-1])
+    consonant_y = re.search(r"[^aeiou]y$", word) is not None  # bury -> buries, buried
     if re.search(r"(?:s|x|z|ch|sh|o)$", word):
         third = word + "es"
-    elif re.search(r"[^aeiou]y$", word):
+    elif consonant_y:
         third = word[:-1] + "ies"
     else:
         third = word + "s"
-    past = [word[:-1] + "ied"] if re.search(r"[^aeiou]y$", word) else [s + "ed" for s in stems]
     if word.endswith("e"):
         past = [word + "d"]
+    elif consonant_y:
+        past = [word[:-1] + "ied"]
+    else:
+        past = [s + "ed" for s in stems]
     found = [word, third, *past, *(s + "ing" for s in stems), *IRREGULAR.get(word, ())]
     return list(dict.fromkeys(found))

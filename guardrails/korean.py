@@ -22,14 +22,14 @@ HANGUL = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in HANGUL_RA
 _FIRST, _LAST = HANGUL_RANGES[0]
 # Vowel and final-consonant numbers in the Unicode syllable formula (syllable = first + (initial * 21 +
 # vowel) * 28 + final), for the jamo this module changes.
-_A, _AE, _EO, _YEO, _O, _WA, _WAE, _OE, _U, _WEO, _EU, _I = 0, 1, 4, 6, 8, 9, 10, 11, 13, 14, 18, 20
+_A, _AE, _EO, _E, _YEO, _O, _WA, _WAE, _OE, _U, _WEO, _EU, _I = 0, 1, 4, 5, 6, 8, 9, 10, 11, 13, 14, 18, 20
 _N, _L, _LM, _M, _B, _SS = 4, 8, 10, 16, 17, 20
 _RIEUL = 5  # ㄹ as an initial consonant
 _HA = "하"
 # The 아/어 ending fused into the stem's last vowel: 리+어 -> 려, 보+아 -> 봐, 주+어 -> 줘, 되+어 -> 돼.
 _CONTRACTED = {_I: _YEO, _O: _WA, _U: _WEO, _OE: _WAE}
 # Vowels that absorb 아/어 unchanged: 가+아 -> 가, 서+어 -> 서, 보내+어 -> 보내.
-_ABSORBING = {_A, _EO, _AE, 5, _YEO}  # 5: ㅔ (베어 / 베)
+_ABSORBING = {_A, _EO, _AE, _E, _YEO}
 _BRIGHT = {_A, _O}  # a stem whose vowel before ㅡ is one of these takes 아, else 어 (아파, 써)
 
 def _parts(syllable: str) -> tuple[int, int, int]:
