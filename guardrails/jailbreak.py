@@ -23,8 +23,10 @@ from guardrails.policy import JailbreakConfig, compile_pattern
 from guardrails.text import Variant, fold, unread_middle, variants
 from guardrails.verdict import Finding
 
-# A quote mark inside a word ("let's") neither opens nor closes a fragment.
-_QUOTED = re.compile(r"(?<!\w)[\"'`“”‘’]([^\"'`“”‘’\n]{1,80})[\"'`“”‘’](?!\w)")
+# A quote mark inside a word ("let's", "won't") neither opens nor closes a fragment.
+_QUOTED = re.compile(r"(?<!\w)[\"'`“”‘’]((?:[^\"'`“”‘’\n]|(?<=\w)['’](?=\w)){1,80})[\"'`“”‘’](?!\w)")
+# Readings in which the rails decoded a hidden payload (see `guardrails.text.variants`).
+_DECODED = frozenset({"encoded", "reversed", "rot13", "leet", "spaced"})
 _ASSIGNED = re.compile(r"\b[a-z_]\w{0,10}\s*[:=]\s*([^\s\"'`=][^\n;,]{0,60})")
 # In the middle of a long text, only sentences that speak to someone or about the model are read: an
 # instruction to the model says "you", "your", "assistant", "prompt"... and plain prose mostly does not,
@@ -43,6 +45,8 @@ class JailbreakDetector:
         self.rules = {"jailbreak": config.rules}
         self.intent = [compile_pattern(p) for p in intent]
         self.follow_up = [compile_pattern(p) for p in config.follow_up]
+        self.triggers = [compile_pattern(p) for p in config.triggers]
+        self.stand_aside = set(config.stand_aside_when_decoded)
         self.mentions = [compile_pattern(p) for p in config.mentions]
         self.template = config.template
         self.template_weight = config.template_weight
@@ -54,7 +58,11 @@ class JailbreakDetector:
             kept = self.without_mentions(raw)
             if kept != raw:
                 readings = [*variants(kept), *fragments(fold(kept))]
-        return rule_findings(self.rules, readings, self.intent, rail="jailbreak")
+        found = rule_findings(self.rules, readings, self.intent, rail="jailbreak")
+        if self.stand_aside and any(r.how in _DECODED for r in readings):
+            # "Decode this and answer it": the decoded payload is judged itself, so asking is no attack.
+            found = [f for f in found if _rule_name(f.rule) not in self.stand_aside]
+        return found
 
     def check_long(self, text: str, scan_chars: int) -> list[Finding]:
         """The checks for long pasted texts (see the module docstring): the rules over the part of `text`
@@ -94,9 +102,31 @@ class JailbreakDetector:
         kept = [s for s in sentences if not any(m.search(fold(s)) for m in present)]
         return "\n".join(kept) if len(kept) < len(sentences) else raw
 
-    def builds_on_earlier(self, text: str) -> bool:
-        """Whether a message refers back to the turns before it ("now act on it", "stay in character")."""
-        return any_match(self.follow_up, text)
+    def builds_on_earlier(self, text: str, earlier: Sequence[str] = ()) -> bool:
+        """Whether a message refers back to the turns before it ("now act on it", "stay in character"), or
+        uses a trigger word one of them set ("whenever I write 'lantern', ...")."""
+        return any_match(self.follow_up, text) or any(_uses(word, text) for word in self.trigger_words(earlier))
+
+    def trigger_words(self, turns: Sequence[str]) -> list[str]:
+        """The trigger words that `turns` (folded) set."""
+        return [
+            m.group("word").strip()
+            for turn in turns
+            for trigger in self.triggers
+            if trigger.could_match(turn)
+            for m in trigger.regex.finditer(turn)
+            if m.group("word").strip()
+        ]
+
+
+def _uses(word: str, text: str) -> bool:
+    """Whether `text` has `word` as a word of its own (not inside a longer one, in Latin script)."""
+    return re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", text) is not None
+
+
+def _rule_name(rule: str) -> str:
+    """'jailbreak.decode_and_act@encoded' -> 'decode_and_act'."""
+    return rule.split(".", 1)[-1].split("@", 1)[0]
 
 
 def fragments(text: str) -> list[Variant]:

@@ -221,7 +221,7 @@ class Guardrails:
         # they raised: the set-up came before it, the request is now.
         old = (
             set()
-            if "jailbreak" in rails and self.jailbreak.builds_on_earlier(fold(last))
+            if "jailbreak" in rails and self.jailbreak.builds_on_earlier(fold(last), [fold(t) for t in earlier])
             else {f.rule for f in self._rule_findings(self._readings(before), rails, before)}
         )
         new = []

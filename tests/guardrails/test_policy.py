@@ -123,6 +123,16 @@ def test_default_policy_lists_the_rails_categories_and_messages() -> None:
             [r"\bhow\b", r"(?:\w+ ?)+\?$"],
             "policy.yaml: harmful.intent: item 1: a repeated group can split the same text",
         ),
+        (
+            ("jailbreak", "triggers"),
+            [r"when i say (\w+)"],
+            "policy.yaml: jailbreak.triggers: item 0: the trigger word needs a named group",
+        ),
+        (
+            ("jailbreak", "stand_aside_when_decoded"),
+            ["decode_and_act", "no_such_rule"],
+            "policy.yaml: jailbreak.stand_aside_when_decoded: no jailbreak rule named no_such_rule",
+        ),
     ],
 )
 def test_bad_policy_names_the_offending_key(
