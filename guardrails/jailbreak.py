@@ -130,10 +130,14 @@ def _rule_name(rule: str) -> str:
 
 
 def fragments(text: str) -> list[Variant]:
-    """Quoted or assigned fragments joined in order (with and without spaces), when there are several."""
-    parts = [m.group(1).strip() for m in _QUOTED.finditer(text)]
-    if len(parts) < 2:
-        parts = [m.group(1).strip() for m in _ASSIGNED.finditer(text)]
-    if len(parts) < 2:
+    """Quoted or assigned fragments joined in order (with and without spaces, and as written, where a piece
+    that starts or ends inside a word carries its own space: 'how to synth' + 'esize it' + ' at home'), when
+    there are several."""
+    raw = [m.group(1) for m in _QUOTED.finditer(text)]
+    if len(raw) < 2:
+        raw = [m.group(1) for m in _ASSIGNED.finditer(text)]
+    if len(raw) < 2:
         return []
-    return [Variant("fragments", " ".join(parts)), Variant("fragments", "".join(parts))]
+    parts = [part.strip() for part in raw]
+    joined = [" ".join(parts), "".join(parts), "".join(raw)]
+    return [Variant("fragments", reading) for reading in dict.fromkeys(joined)]
