@@ -157,10 +157,12 @@ _ID_NUMBER = re.compile(
     r"(?i)(?:\b(?:ssn|social security(?: number| no\.?| #)?|passport(?: number| no\.?| #)?"
     r"|driver'?s? licen[cs]e(?: number| no\.?| #)?|driving licen[cs]e(?: number| no\.?)?"
     r"|national (?:id|identity|insurance)(?: number| no\.?| card number)?|id card number|tax id"
-    r"|ni(?:no| number| no\.?)|social insurance(?: number| no\.?)?|sin(?: number| no\.?| #|(?=\s*[:#])))"
-    r"|여권\s?번호|운전\s?면허\s?번호|면허\s?번호)\s*(?:is|was|:|=|-|#|는|은)?\s*"
+    r"|ni(?:no| number| no\.?)|social insurance(?: number| no\.?)?|sin(?: number| no\.?| #|(?=\s*[:#]))"
+    r"|dni|nif|aadhaar(?: number| no\.?)?|cpf|curp|pesel|bsn|personnummer|codice fiscale|steuer-?id)"
+    r"|여권\s?번호|운전\s?면허\s?번호|면허\s?번호)\s*(?:is|was|es|ist|est|é|:|=|-|#|는|은)?\s*"
     # A UK National Insurance number ends in a letter after a space: "QQ 12 34 56 C".
-    r"(?P<value>(?<![\w-])[A-Za-z]{0,3}[ -]?\d(?:-?[A-Za-z0-9]| \d){5,14}(?: [A-Da-d])?)(?![\w-])"
+    # A UK driving licence number starts with five letters of the surname: "MORGA753116SM9IJ".
+    r"(?P<value>(?<![\w-])[A-Za-z]{0,5}[ -]?\d(?:-?[A-Za-z0-9]| \d){5,14}(?: [A-Da-d])?)(?![\w-])"
 )
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 # A label right before a long number that names another kind of number: an order, parcel, ticket or
@@ -193,7 +195,13 @@ _HEX_DIGIT = re.compile(r"[0-9A-Fa-f]")
 # ("version 2.4.1.0", "§ 4.2.1.3", "OID 1.3.6.1").
 _VERSION_BEFORE = re.compile(
     r"(?:\bv|\bversions?|\bver\.?|\breleases?|\bbuilds?|\bfirmware|\bsections?|\bsec\.|\bchapters?|\bclauses?|§"
+    r"|버전|빌드|릴리스|펌웨어|섹션|조항|항목"
     r"|\bpinned to|\brev(?:ision)?\.?|[=<>~]=|\boids?|\bsnmp\w*|\bmib(?: entry| object)?)\s*:?\s*$",
+    re.IGNORECASE,
+)
+_NETWORK_BEFORE = re.compile(
+    r"(?:\bping|\bssh|\bhosts?|\bservers?|\bip|\baddress|\bconnect\w*|\bcurl|\btelnet|\bgateway|\bdns|\bfrom"
+    r"|\bto|\bat|@|서버|주소|접속)\W{0,3}$",
     re.IGNORECASE,
 )
 # Network masks: most start with 255 (reserved, never a host: see `_ip_ok`) and wildcard masks with 0; the
@@ -359,9 +367,9 @@ def mask_length(text: str) -> int | None:
 def _ipv4_is_address(text: str, start: int, end: int) -> bool:
     """Whether the dotted quad text[start:end] (a valid address) stands for a machine: not a version, section
     or OID number, not a mask after a word that says so, not a network written with its prefix or mask."""
-    if _VERSION_BEFORE.search(text, max(0, start - 20), start):
-        return False
     value = text[start:end]
+    if _VERSION_BEFORE.search(text, max(0, start - 20), start) or _continues_numbered_series(text, start, value):
+        return False
     if _MASK_BEFORE.search(text, max(0, start - 30), start) and mask_length(value) is not None:
         return False
     after = _PREFIX_AFTER.match(text, end)
@@ -374,6 +382,19 @@ def _ipv4_is_address(text: str, start: int, end: int) -> bool:
                 return True
             return False
     return True
+
+
+def _continues_numbered_series(text: str, start: int, value: str) -> bool:
+    """Whether a dotted quad with the same first two numbers, marked as a version or a section, came shortly
+    before ("Section 4.2.1.3 covers retries; 4.2.1.4 covers timeouts": the second goes on with the series),
+    and no word right before this one names a machine ("version 10.0.4.12, then ping 10.0.4.13")."""
+    if _NETWORK_BEFORE.search(text, max(0, start - 20), start):
+        return False
+    head = ".".join(value.split(".")[:2]) + "."
+    return any(
+        m.group(0).startswith(head) and _VERSION_BEFORE.search(text, max(0, m.start() - 20), m.start())
+        for m in _IPV4.finditer(text, max(0, start - 200), start)
+    )
 
 
 _PLACEHOLDER = re.compile(r"your|here|x{4}|changeme|placeholder|redacted|dummy|<|\$\{", re.IGNORECASE)

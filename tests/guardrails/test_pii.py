@@ -206,6 +206,9 @@ def test_cards_need_a_card_network_prefix(digits: str, card: bool) -> None:
         "subnet mask: 128.0.0.0 splits the space in two",
         "query the MIB object 1.3.6.1 first",
         "서브넷 마스크는 255.255.248.0 으로 바꿨어요",
+        "펌웨어 버전 3.1.0.2 로 올렸더니 잘 돼요",
+        # A section number, then the next one in the series without its word.
+        "Clause 7.3.2.1 sets the deadline and 7.3.2.2 the penalty.",
     ],
 )
 def test_masks_oids_and_networks_are_not_addresses(rules_guard: Guardrails, text: str) -> None:
@@ -220,6 +223,8 @@ def test_masks_oids_and_networks_are_not_addresses(rules_guard: Guardrails, text
         ("netmask 255.255.255.0 gateway 192.168.50.1", "netmask 255.255.255.0 gateway [IP]"),
         ("the VM at 10.8.3.17/16 is unreachable", "the VM at [IP]/16 is unreachable"),
         ("mask 83.12.9.4 from the logs please", "mask [IP] from the logs please"),
+        # A machine named right after a version in the same series is still a machine.
+        ("patch it to v10.0.4.12, then ssh 10.0.4.13", "patch it to v10.0.4.12, then ssh [IP]"),
     ],
 )
 def test_addresses_next_to_masks_are_still_masked(rules_guard: Guardrails, text: str, masked: str) -> None:
@@ -342,6 +347,9 @@ def test_more_lookalikes_are_not_masked(text: str) -> None:
         ("운전면허번호 11-12-345678-90 입니다", "id_number", "11-12-345678-90"),
         ("my NI number is QQ 12 34 56 C, thanks", "id_number", "QQ 12 34 56 C"),  # UK National Insurance
         ("SIN: 046 454 286", "id_number", "046 454 286"),  # Canadian social insurance
+        ("driving licence number: MORGA753116SM9IJ", "id_number", "MORGA753116SM9IJ"),  # UK: surname first
+        ("mi DNI es 12345678Z", "id_number", "12345678Z"),  # Spanish national ID
+        ("Aadhaar number 2345 6789 0123 on the form", "id_number", "2345 6789 0123"),
     ],
 )
 def test_labelled_national_phones_and_identity_numbers_are_masked(text: str, kind: str, value: str) -> None:
