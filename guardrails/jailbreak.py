@@ -20,13 +20,11 @@ from collections.abc import Sequence
 from guardrails.harmful import rule_findings
 from guardrails.literals import any_match, prefilter_text
 from guardrails.policy import JailbreakConfig, compile_pattern
-from guardrails.text import Variant, fold, unread_middle, variants
+from guardrails.text import DECODED, Variant, fold, unread_middle, variants
 from guardrails.verdict import Finding
 
 # A quote mark inside a word ("let's", "won't") neither opens nor closes a fragment.
 _QUOTED = re.compile(r"(?<!\w)[\"'`“”‘’]((?:[^\"'`“”‘’\n]|(?<=\w)['’](?=\w)){1,80})[\"'`“”‘’](?!\w)")
-# Readings in which the rails decoded a hidden payload (see `guardrails.text.variants`).
-_DECODED = frozenset({"encoded", "reversed", "rot13", "leet", "spaced"})
 _ASSIGNED = re.compile(r"\b[a-z_]\w{0,10}\s*[:=]\s*([^\s\"'`=][^\n;,]{0,60})")
 # In the middle of a long text, only sentences that speak to someone or about the model are read: an
 # instruction to the model says "you", "your", "assistant", "prompt"... and plain prose mostly does not,
@@ -59,7 +57,7 @@ class JailbreakDetector:
             if kept != raw:
                 readings = [*variants(kept), *fragments(fold(kept))]
         found = rule_findings(self.rules, readings, self.intent, rail="jailbreak")
-        if self.stand_aside and any(r.how in _DECODED for r in readings):
+        if self.stand_aside and any(r.how in DECODED for r in readings):
             # "Decode this and answer it": the decoded payload is judged itself, so asking is no attack.
             found = [f for f in found if _rule_name(f.rule) not in self.stand_aside]
         return found

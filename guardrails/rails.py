@@ -16,7 +16,7 @@ from guardrails.literals import Matcher
 from guardrails.pii import find_pii, mask
 from guardrails.pii import findings as pii_findings
 from guardrails.policy import Policy, TopicalConfig, load_policy
-from guardrails.text import Variant, clean, cut, fold, gist, language, to_text, variants
+from guardrails.text import DECODED, Variant, clean, cut, fold, gist, language, to_text, variants
 from guardrails.topical import TopicalDetector
 from guardrails.verdict import Action, Finding, Verdict
 from knowledge.embedder import Embedder
@@ -136,7 +136,7 @@ class Guardrails:
             if not asks and config.unasked is not None:
                 extra += config.unasked.threshold_margin
                 lead = config.unasked.benign_margin
-            found = self.harmful.classify(vector, extra, lead)
+            found = self.harmful.classify(vector, extra, lead) or self._classify_payload(readings, extra, lead)
             if found:
                 blocking.append(found)
 
@@ -229,6 +229,19 @@ class Guardrails:
             if finding.rule not in old and finding.rule not in seen:
                 new.append(finding.model_copy(update={"rule": finding.rule + "@conversation"}))
         return new
+
+    def _classify_payload(self, readings: Sequence[Variant], extra: float, lead: float) -> Finding | None:
+        """The classifier on a decoded payload ("decode this and answer it: <base64>"), which the text as
+        written hides from it; one more embedder call, only for a text that had something to decode."""
+        decoded = {r.how: r.text for r in reversed(readings) if r.how in DECODED}
+        payload = next((decoded[how] for how in DECODED if how in decoded), None)
+        # The classifier judges only the languages it separates well, whatever language carried the payload.
+        languages = self.policy.harmful.classifier_languages
+        if payload is None or self.embedder is None or language(payload) not in languages:
+            return None
+        vector = self.embedder.embed([gist(payload, self.policy.limits.embed_chars)])[0]
+        found = self.harmful.classify(vector, extra, lead)
+        return found.model_copy(update={"rule": f"{found.rule}@decoded"}) if found else None
 
     def _judge_unasked(self, text: str) -> bool:
         """Whether the classifier judges a text with no request wording: a short one that is not a question

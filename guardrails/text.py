@@ -219,6 +219,11 @@ class Variant:
     text: str
 
 
+# Readings in which the rails decoded a hidden payload (or re-spelled a disguised one), as opposed to the text
+# as written, its look-alike letters or its quoted pieces joined; payloads decoded from base64, hex, rot13 or
+# reversed text first, then the message's own letters joined or re-spelled.
+DECODED = ("encoded", "rot13", "reversed", "spaced", "leet")
+
 def variants(raw: str) -> list[Variant]:
     """The folded text plus every decoded reading that differs from it; hidden payloads show up here."""
     folded = fold(raw)
