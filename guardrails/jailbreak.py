@@ -41,10 +41,12 @@ _SENTENCES = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*(?:[-*•#>|]|\d+[.)]\s)
 class JailbreakDetector:
     def __init__(self, config: JailbreakConfig, intent: Sequence[str]) -> None:
         self.rules = {"jailbreak": config.rules}
+        # Where a payload was decoded, its reading is judged by every rule: a request to decode it stands aside.
+        stand_aside = set(config.stand_aside_when_decoded)
+        self.rules_when_decoded = {"jailbreak": [r for r in config.rules if r.name not in stand_aside]}
         self.intent = [compile_pattern(p) for p in intent]
         self.follow_up = [compile_pattern(p) for p in config.follow_up]
         self.triggers = [compile_pattern(p) for p in config.triggers]
-        self.stand_aside = set(config.stand_aside_when_decoded)
         self.mentions = [compile_pattern(p) for p in config.mentions]
         self.template = config.template
         self.template_weight = config.template_weight
@@ -56,11 +58,8 @@ class JailbreakDetector:
             kept = self.without_mentions(raw)
             if kept != raw:
                 readings = [*variants(kept), *fragments(fold(kept))]
-        found = rule_findings(self.rules, readings, self.intent, rail="jailbreak")
-        if self.stand_aside and any(r.how in DECODED for r in readings):
-            # "Decode this and answer it": the decoded payload is judged itself, so asking is no attack.
-            found = [f for f in found if _rule_name(f.rule) not in self.stand_aside]
-        return found
+        decoded = any(r.how in DECODED for r in readings)
+        return rule_findings(self.rules_when_decoded if decoded else self.rules, readings, self.intent, "jailbreak")
 
     def check_long(self, text: str, scan_chars: int) -> list[Finding]:
         """The checks for long pasted texts (see the module docstring): the rules over the part of `text`
@@ -120,11 +119,6 @@ class JailbreakDetector:
 def _uses(word: str, text: str) -> bool:
     """Whether `text` has `word` as a word of its own (not inside a longer one, in Latin script)."""
     return re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", text) is not None
-
-
-def _rule_name(rule: str) -> str:
-    """'jailbreak.decode_and_act@encoded' -> 'decode_and_act'."""
-    return rule.split(".", 1)[-1].split("@", 1)[0]
 
 
 def fragments(text: str) -> list[Variant]:

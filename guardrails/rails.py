@@ -233,8 +233,7 @@ class Guardrails:
     def _classify_payload(self, readings: Sequence[Variant], extra: float, lead: float) -> Finding | None:
         """The classifier on a decoded payload ("decode this and answer it: <base64>"), which the text as
         written hides from it; one more embedder call, only for a text that had something to decode."""
-        decoded = {r.how: r.text for r in reversed(readings) if r.how in DECODED}
-        payload = next((decoded[how] for how in DECODED if how in decoded), None)
+        payload = next((r.text for how in DECODED for r in readings if r.how == how), None)
         # The classifier judges only the languages it separates well, whatever language carried the payload.
         languages = self.policy.harmful.classifier_languages
         if payload is None or self.embedder is None or language(payload) not in languages:

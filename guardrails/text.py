@@ -224,6 +224,7 @@ class Variant:
 # reversed text first, then the message's own letters joined or re-spelled.
 DECODED = ("encoded", "rot13", "reversed", "spaced", "leet")
 
+
 def variants(raw: str) -> list[Variant]:
     """The folded text plus every decoded reading that differs from it; hidden payloads show up here."""
     folded = fold(raw)
