@@ -3,16 +3,20 @@
 The classifier blocks a text when its nearest harmful exemplars (mean of the `neighbours` most similar)
 reach the category's threshold *and* beat the nearest benign look-alikes by the category's margin, so a
 question that merely shares words with a harmful one ("kill a process") stays closer to the benign side.
+With a trained head (head.py), such a finding stands only when the head confirms it, and the head alone
+blocks what it is sure of.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from guardrails.head import ClassifierHead, exemplars_digest
 from guardrails.literals import Matcher, any_match, prefilter_text
 from guardrails.names import PublicNames
 from guardrails.policy import Category, HarmfulConfig, Rule, compile_pattern
@@ -32,6 +36,8 @@ _SENTENCE_END = re.compile(r"[.!?]+(?=[\s\"')\]]|$)|[。？！\n]+")
 # whose sentences are about different things, only in the match's own sentence (always within UNLESS_WINDOW).
 INTENT_SENTENCES = 1
 SHORT_MESSAGE = 400
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,7 @@ class HarmfulDetector:
         embedder: Embedder | None,
         public_names: list[str] | None = None,
         fictional_names: list[str] | None = None,
+        head: ClassifierHead | None = None,
     ) -> None:
         self.config = config
         self.names = PublicNames(
@@ -182,6 +189,7 @@ class HarmfulDetector:
         if embedder is not None and self.categories:
             self._harmful = embedder.embed([t for name in self.categories for t in exemplars[name]])  # (H, D)
             self._benign = embedder.embed(benign) if benign else None  # (B, D)
+        self.head = _usable(head, embedder, exemplars, benign) if self._harmful is not None else None
 
     def has_intent(self, text: str) -> bool:
         return any_match(self.intent, text)
@@ -217,10 +225,33 @@ class HarmfulDetector:
     def in_game_or_fiction(self, text: str) -> bool:
         return any_match(self.settings, text)
 
-    def classify(self, vector: np.ndarray, extra: float = 0.0, lead: float = 0.0) -> Finding | None:
-        """The exemplar classifier for one (D,) unit vector; None when no category is close enough.
-        `extra` raises every threshold (a game or fiction setting makes a look-alike more likely) and `lead`
-        every margin over the harmless look-alikes (a text that asks for nothing)."""
+    def classify(
+        self, vector: np.ndarray, extra: float = 0.0, lead: float = 0.0, head_alone: bool = True
+    ) -> Finding | None:
+        """The classifier for one (D,) unit vector; None when the text may pass. `extra` raises every
+        threshold (a game or fiction setting makes a look-alike more likely) and `lead` every margin over the
+        harmless look-alikes (a text that asks for nothing); with either, the head alone needs `alone_raised`.
+        head_alone=False: the head only confirms exemplar findings, it blocks nothing alone."""
+        found = self._exemplar_finding(vector, extra, lead)
+        if self.head is None or self.config.head is None:
+            return found
+        settings = self.config.head
+        probability = float(self.head.probability(vector[np.newaxis, :])[0])
+        if found is not None and probability >= settings.confirms:
+            return found
+        bar = settings.alone if extra == 0 and lead == 0 else settings.alone_raised
+        if not head_alone or probability < bar:
+            return None
+        # The refusal names the category whose exemplars are nearest when they are nearer than the harmless
+        # ones; a text near none of them (a jailbreak, which no harm category describes) gets the general one.
+        nearest, similarity, benign = self.nearest(vector)
+        category = nearest if similarity >= benign else None
+        return Finding(
+            rail="harmful", rule=f"{category or 'harmful'}.head", category=category, score=round(probability, 4)
+        )
+
+    def _exemplar_finding(self, vector: np.ndarray, extra: float, lead: float) -> Finding | None:
+        """The closest category whose exemplars are close enough, by its threshold and margin."""
         if self._harmful is None:
             return None
         k = self.config.neighbours
@@ -245,6 +276,33 @@ class HarmfulDetector:
         best = int(np.argmax(scores))
         benign = _top_mean(self._benign @ vector, k) if self._benign is not None else 0.0
         return self.categories[best], scores[best], benign
+
+
+def _usable(
+    head: ClassifierHead | None, embedder: Embedder | None, exemplars: dict[str, list[str]], benign: list[str]
+) -> ClassifierHead | None:
+    """The head, when it reads this embedder's vectors and was built from these exemplars; else None, with
+    a warning: a head for another embedder reads noise, and one built before the exemplars were edited
+    would veto what the operator just added."""
+    if head is None or embedder is None:
+        return None
+    if (head.embedder, head.dimension) != (embedder.name, embedder.dimension):
+        log.warning(
+            "The classifier head was trained for the embedder %s (%d dimensions), not %s (%d); the exemplar "
+            "classifier works alone. Rebuild the head with `domainbot guard train-head`.",
+            head.embedder,
+            head.dimension,
+            embedder.name,
+            embedder.dimension,
+        )
+        return None
+    if head.exemplars_digest != exemplars_digest(exemplars, benign):
+        log.warning(
+            "The exemplars changed after the classifier head was built; the exemplar classifier works alone "
+            "until `domainbot guard train-head` rebuilds it."
+        )
+        return None
+    return head
 
 
 def _top_mean(sims: np.ndarray, k: int) -> float:

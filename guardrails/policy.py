@@ -17,12 +17,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SkipValidation,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from guardrails.head import ClassifierHead, HeadError
 from guardrails.literals import Matcher, ambiguous_repeat
 from guardrails.verbs import StemError, expand_verbs
 
@@ -191,6 +193,22 @@ class UnaskedConfig(_Strict):
     _valid_patterns = field_validator("facts")(_pattern_list)
 
 
+class HeadConfig(_Strict):
+    """The trained classifier head (guardrails/head.py): it confirms the exemplar classifier's findings and
+    blocks a request alone when it is sure. Trained for one embedder; with another, or once the exemplars
+    have changed since it was built, the exemplar classifier works alone (a warning says so)."""
+
+    file: str = Field(default="exemplars/head.npz", description="The head, built by `domainbot guard train-head`.")
+    confirms: Fraction = Field(
+        default=0.3, description="An exemplar finding stands only when the head gives it this probability."
+    )
+    alone: Fraction = Field(default=0.95, description="The head blocks a request alone at this probability.")
+    alone_raised: Fraction = Field(
+        default=0.97,
+        description="...and a text in a game or fiction setting, or with no request wording, at this one.",
+    )
+
+
 class HarmfulConfig(_Strict):
     intent: list[str] = Field(min_length=1, description="Patterns that mark a request (how to, write, ...).")
     categories: dict[str, Category] = Field(min_length=1)
@@ -228,6 +246,9 @@ class HarmfulConfig(_Strict):
     classifier_languages: list[Literal["en", "ko"]] = Field(
         default_factory=_english_only,
         description="Languages the embedder separates well; other languages are judged by rules only.",
+    )
+    head: HeadConfig | None = Field(
+        default=None, description="The trained classifier head; none: the exemplar classifier alone."
     )
 
     _valid_patterns = field_validator("intent", "game_or_fiction")(_pattern_list)
@@ -335,7 +356,10 @@ class PolicyMessages(_Strict):
 
 
 class Policy(_Strict):
-    """The whole policy; `exemplars` and `benign` are filled in from the exemplar files by the loader."""
+    """The whole policy; `exemplars`, `benign`, the name lists and `classifier_head` are filled in from the
+    files it names by the loader."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     version: Literal[1] = 1
     terms: dict[str, str] = Field(
@@ -352,6 +376,7 @@ class Policy(_Strict):
     benign: list[str] = Field(default_factory=list)
     public_names: list[str] = Field(default_factory=list)
     fictional_names: list[str] = Field(default_factory=list)
+    classifier_head: SkipValidation[ClassifierHead | None] = Field(default=None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -395,8 +420,9 @@ def _substitute(node: Any, terms: dict[str, str], where: str) -> Any:
     return node
 
 
-def load_policy(path: Path | None = None) -> Policy:
-    """Read and validate a policy file and its exemplar files; raise PolicyError naming the bad key."""
+def load_policy(path: Path | None = None, with_head: bool = True) -> Policy:
+    """Read and validate a policy file and its exemplar files; raise PolicyError naming the bad key.
+    with_head=False leaves the classifier head unread (to build it)."""
     path = path or DEFAULT_POLICY_PATH
     data = read_yaml(path, expect=dict)
     try:
@@ -426,8 +452,15 @@ def load_policy(path: Path | None = None) -> Policy:
         for key, texts in _text_lists(names_path, read_yaml(names_path, expect=dict)).items():
             # The `fictional_characters` list holds characters; every other list holds real people.
             (fictional if key == FICTIONAL_LIST else names).extend(texts)
+    head = None
+    if policy.harmful.head and with_head:
+        try:
+            head = ClassifierHead.load(path.parent / policy.harmful.head.file)
+        except HeadError as exc:
+            raise PolicyError(f"{path}: harmful.head.file: {exc}") from None
     return policy.model_copy(
         update={
+            "classifier_head": head,
             "exemplars": harmful_sets,
             "benign": [text for texts in benign_sets.values() for text in texts],
             "public_names": names,

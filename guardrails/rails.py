@@ -80,6 +80,7 @@ class Guardrails:
             embedder,
             self.policy.public_names,
             self.policy.fictional_names,
+            self.policy.classifier_head,
         )
         self.jailbreak = JailbreakDetector(self.policy.jailbreak, self.policy.harmful.intent)
         self.topical = TopicalDetector(self.policy.topical, embedder)
@@ -136,7 +137,12 @@ class Guardrails:
             if not asks and config.unasked is not None:
                 extra += config.unasked.threshold_margin
                 lead = config.unasked.benign_margin
-            found = self.harmful.classify(vector, extra, lead) or self._classify_payload(readings, extra, lead)
+            # A text with a payload the rails decoded ("convert this hex to text: ...") says what it asks
+            # only in the payload, and a decoded reading is often half noise: the head, trained on neither,
+            # blocks neither alone; the exemplars judge both and the head confirms what they find.
+            payload = next((r.text for how in DECODED for r in readings if r.how == how), None)
+            found = self.harmful.classify(vector, extra, lead, head_alone=payload is None)
+            found = found or self._classify_payload(payload, extra, lead)
             if found:
                 blocking.append(found)
 
@@ -230,16 +236,16 @@ class Guardrails:
                 new.append(finding.model_copy(update={"rule": finding.rule + "@conversation"}))
         return new
 
-    def _classify_payload(self, readings: Sequence[Variant], extra: float, lead: float) -> Finding | None:
+    def _classify_payload(self, payload: str | None, extra: float, lead: float) -> Finding | None:
         """The classifier on a decoded payload ("decode this and answer it: <base64>"), which the text as
-        written hides from it; one more embedder call, only for a text that had something to decode."""
-        payload = next((r.text for how in DECODED for r in readings if r.how == how), None)
+        written hides from it; one more embedder call, only for a text that had something to decode. The head
+        only confirms the exemplars' finding here (see check_input)."""
         # The classifier judges only the languages it separates well, whatever language carried the payload.
         languages = self.policy.harmful.classifier_languages
         if payload is None or self.embedder is None or language(payload) not in languages:
             return None
         vector = self.embedder.embed([gist(payload, self.policy.limits.embed_chars)])[0]
-        found = self.harmful.classify(vector, extra, lead)
+        found = self.harmful.classify(vector, extra, lead, head_alone=False)
         return found.model_copy(update={"rule": f"{found.rule}@decoded"}) if found else None
 
     def _judge_unasked(self, text: str) -> bool:
@@ -273,7 +279,7 @@ def _priority(finding: Finding) -> tuple[int, int]:
     """Self-harm first (its message offers help), then harmful rules, jailbreak rules, the classifier."""
     if finding.category == "self_harm":
         return (0, 0)
-    if finding.rail == "harmful" and not finding.rule.endswith(".exemplars"):
+    if finding.rail == "harmful" and not finding.rule.endswith((".exemplars", ".head")):
         return (1, 0)
     if finding.rail == "jailbreak":
         return (2, 0)

@@ -1,4 +1,5 @@
-"""`domainbot guard check` and `domainbot eval guardrails`: the guardrails from the command line."""
+"""`domainbot guard check`, `domainbot guard train-head` and `domainbot eval guardrails`: the guardrails from
+the command line."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bot.errors import DomainbotError
 if TYPE_CHECKING:
     from guardrails import Guardrails
     from guardrails.evaluation import TimedEmbedder
+    from knowledge.embedder import SentenceTransformerEmbedder
 
 guard_app = typer.Typer(help="Check texts against the guardrails.", no_args_is_help=True)
 
@@ -36,14 +38,9 @@ def _load_guardrails(rules_only: bool) -> tuple[Guardrails, TimedEmbedder | None
     if not rules_only:
         import torch
 
-        from knowledge.embedder import SentenceTransformerEmbedder
-
         # One short text per call: with more threads the thread hand-off costs more than it saves.
         torch.set_num_threads(1)
-        try:
-            timer = TimedEmbedder(SentenceTransformerEmbedder())
-        except FileNotFoundError as exc:
-            raise DomainbotError(f"{exc} Or run with --rules-only.") from None
+        timer = TimedEmbedder(_embedder(" Or run with --rules-only."))
     try:
         guard = Guardrails.load(config.guardrails_policy, timer, config.topical_mode)
     except PolicyError as exc:
@@ -52,6 +49,17 @@ def _load_guardrails(rules_only: bool) -> tuple[Guardrails, TimedEmbedder | None
             "the shipped policy."
         ) from None
     return guard, timer
+
+
+def _embedder(hint: str = "") -> SentenceTransformerEmbedder:
+    """The embedder the bot uses (DOMAINBOT_EMBEDDER_PATH, or the shipped one)."""
+    from bot.cli import settings
+    from knowledge.embedder import SentenceTransformerEmbedder
+
+    try:
+        return SentenceTransformerEmbedder(settings().embedder_path)
+    except FileNotFoundError as exc:
+        raise DomainbotError(f"{exc}{hint}") from None
 
 
 @guard_app.command("check")
@@ -74,6 +82,62 @@ def guard_check(
         console.print(verdict.message, highlight=False)
     if verdict.action == "masked":
         console.print(verdict.masked_text, highlight=False)
+
+
+@guard_app.command("train-head")
+def train_head(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where to write the head; default: the file the policy's harmful.head names."),
+    ] = None,
+    own_dir: Annotated[
+        Path | None,
+        typer.Option("--own-dir", help="Folder of own sets whose dev splits train it; default: shipped."),
+    ] = None,
+    folds: Annotated[
+        int, typer.Option("--folds", min=0, help="Cross-validate on this many folds first (0: skip).")
+    ] = 5,
+) -> None:
+    """Train the classifier head on the policy's exemplars and the own sets' dev splits, for the embedder
+    the bot uses, and write it where the policy reads it."""
+    from bot.cli import settings
+    from guardrails import DEFAULT_POLICY_PATH, load_policy
+    from guardrails.evaluation import OWN_SETS_DIR
+    from guardrails.head import exemplars_digest
+    from guardrails.head_training import cross_validate, train_head, training_rows
+
+    policy_path = settings().guardrails_policy or DEFAULT_POLICY_PATH
+    try:
+        policy = load_policy(policy_path, with_head=False)
+        rows = training_rows(policy, own_dir or OWN_SETS_DIR)
+    except (FileNotFoundError, ValueError) as exc:  # PolicyError is a ValueError
+        raise DomainbotError(str(exc)) from None
+    if out is None:
+        if policy.harmful.head is None:
+            raise DomainbotError(
+                f"{policy_path} has no harmful.head section to name the head's file; add one, or pass --out."
+            )
+        out = policy_path.parent / policy.harmful.head.file
+    embedder = _embedder()
+    refused = sum(rows.labels)
+    typer.echo(f"{len(rows.texts)} training texts: {refused} to refuse, {len(rows.texts) - refused} to pass")
+    vectors = embedder.embed(rows.texts)
+    if folds:
+        bar = policy.harmful.head.alone if policy.harmful.head else 0.5
+        try:
+            found = cross_validate(rows, vectors, folds, bar)
+        except ValueError as exc:
+            raise DomainbotError(str(exc)) from None
+        typer.echo(
+            f"{folds}-fold cross-validation, the head alone at {bar:.2f}: refuses {found.refused:.1%} of the "
+            f"texts to refuse, passes {found.passed:.1%} of the texts to pass"
+        )
+    try:
+        head = train_head(rows, vectors, embedder.name, exemplars_digest(policy.exemplars, policy.benign))
+    except ValueError as exc:
+        raise DomainbotError(str(exc)) from None
+    head.save(out)
+    typer.echo(f"wrote {out} (for the embedder {embedder.name})")
 
 
 def eval_guardrails(

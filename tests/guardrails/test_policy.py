@@ -44,10 +44,10 @@ def _write(tmp_path: Path, edit: dict[str, object] | None = None, path: tuple[st
         node = node[key]
     if path:
         node[path[-1]] = edit
-    for name in ("harmful.yaml", "benign.yaml", "public_people.yaml"):
+    for name in ("harmful.yaml", "benign.yaml", "public_people.yaml", "head.npz"):
         source = DEFAULT_POLICY_PATH.parent / "exemplars" / name
         (tmp_path / "exemplars").mkdir(exist_ok=True)
-        (tmp_path / "exemplars" / name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+        (tmp_path / "exemplars" / name).write_bytes(source.read_bytes())
     out = tmp_path / "policy.yaml"
     out.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return out
