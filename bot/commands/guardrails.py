@@ -85,7 +85,7 @@ def guard_check(
 
 
 @guard_app.command("train-head")
-def train_head(
+def guard_train_head(
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Where to write the head; default: the file the policy's harmful.head names."),
