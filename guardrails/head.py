@@ -7,8 +7,10 @@ texts, and generalises further (see guardrails/README.md, "Measured"). It works 
 instead of them: an exemplar finding stands only when the head gives it at least `confirms`, and the head
 alone blocks a request at `alone`. It is trained for one embedder; `domainbot guard train-head` rebuilds it.
 
-The file is a NumPy archive: two weight matrices and their biases, and a JSON header saying which embedder
-it reads and which training texts it was built from (`digest`, `exemplars_digest`).
+It is an ensemble: a few networks trained alike from different random starts, whose probabilities are
+averaged; one network's verdict on a borderline text depends on its start, the average much less. The file
+is a NumPy archive: the members' weights and biases stacked, and a JSON header saying which embedder it
+reads and which training texts it was built from (`digest`, `exemplars_digest`).
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ class HeadError(ValueError):
 
 @dataclass(frozen=True)
 class ClassifierHead:
-    """One hidden ReLU layer and a sigmoid output, computed with NumPy (no torch at run time)."""
+    """M networks of one hidden ReLU layer and a sigmoid output, computed with NumPy (no torch at run time)."""
 
-    hidden_weight: np.ndarray  # (D, H)
-    hidden_bias: np.ndarray  # (H,)
-    out_weight: np.ndarray  # (H,)
-    out_bias: float
+    hidden_weight: np.ndarray  # (M, D, H)
+    hidden_bias: np.ndarray  # (M, H)
+    out_weight: np.ndarray  # (M, H)
+    out_bias: np.ndarray  # (M,)
     embedder: str  # the name of the embedder whose vectors it was trained on
     digest: str  # of every training text and label (see `digest`)
     exemplars_digest: str  # of the exemplar texts alone, checked at start
@@ -45,13 +47,13 @@ class ClassifierHead:
 
     @property
     def dimension(self) -> int:
-        return int(self.hidden_weight.shape[0])
+        return int(self.hidden_weight.shape[1])
 
     def probability(self, vectors: np.ndarray) -> np.ndarray:
-        """(N,) probabilities that each (N, D) vector belongs to a text to refuse."""
-        hidden = np.maximum(vectors @ self.hidden_weight + self.hidden_bias, 0.0)
-        logits = hidden @ self.out_weight + self.out_bias
-        return 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
+        """(N,) probabilities that each (N, D) vector belongs to a text to refuse: the members' mean."""
+        hidden = np.maximum(np.einsum("nd,mdh->mnh", vectors, self.hidden_weight) + self.hidden_bias[:, None], 0.0)
+        logits = np.einsum("mnh,mh->mn", hidden, self.out_weight) + self.out_bias[:, None]  # (M, N)
+        return (1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))).mean(axis=0)
 
     def save(self, path: Path) -> None:
         header = {
@@ -69,7 +71,7 @@ class ClassifierHead:
                 hidden_weight=self.hidden_weight.astype(np.float32),
                 hidden_bias=self.hidden_bias.astype(np.float32),
                 out_weight=self.out_weight.astype(np.float32),
-                out_bias=np.array([self.out_bias], dtype=np.float32),
+                out_bias=self.out_bias.astype(np.float32),
             )
 
     @classmethod
@@ -84,15 +86,17 @@ class ClassifierHead:
             raise HeadError(f"{path}: not a classifier head file ({exc})") from None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise HeadError(f"{path}: head format {header.get('format')!r} is not {FORMAT}; rebuild it")
-        weight, bias, out = arrays["hidden_weight"], arrays["hidden_bias"], arrays["out_weight"]
-        if weight.ndim != 2 or bias.shape != (weight.shape[1],) or out.shape != (weight.shape[1],):
+        weight, bias, out, out_bias = (arrays[name] for name in _ARRAYS)
+        members, _, hidden = weight.shape if weight.ndim == 3 else (0, 0, 0)
+        fits = bias.shape == out.shape == (members, hidden) and out_bias.shape == (members,)
+        if not members or not fits:
             raise HeadError(f"{path}: weight shapes do not fit together; rebuild it")
         try:
             return cls(
                 hidden_weight=weight,
                 hidden_bias=bias,
                 out_weight=out,
-                out_bias=float(arrays["out_bias"].reshape(-1)[0]),
+                out_bias=out_bias,
                 embedder=str(header["embedder"]),
                 digest=str(header["digest"]),
                 exemplars_digest=str(header["exemplars_digest"]),

@@ -24,6 +24,7 @@ EPOCHS = 300
 LEARNING_RATE = 0.01
 WEIGHT_DECAY = 0.001
 SEED = 0
+MEMBERS = 5
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,13 @@ def fit(vectors: np.ndarray, labels: Sequence[int], seed: int = SEED) -> tuple[n
 def train_head(rows: TrainingRows, vectors: np.ndarray, embedder: str, exemplars: str) -> ClassifierHead:
     """The head trained on `rows`, embedded as `vectors` by the embedder named `embedder`, stamped with the
     fingerprints of its rows and of the policy's exemplars (`exemplars`, see `exemplars_digest`)."""
-    hidden_weight, hidden_bias, out_weight, out_bias = fit(vectors, rows.labels)
+    members = [fit(vectors, rows.labels, SEED + member) for member in range(MEMBERS)]
+    hidden_weight, hidden_bias, out_weight, out_bias = (np.stack(arrays) for arrays in zip(*members, strict=True))
     return ClassifierHead(
         hidden_weight=hidden_weight,
         hidden_bias=hidden_bias,
         out_weight=out_weight,
-        out_bias=float(out_bias[0]),
+        out_bias=out_bias[:, 0],
         embedder=embedder,
         digest=rows.digest,
         exemplars_digest=exemplars,

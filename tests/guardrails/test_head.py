@@ -31,10 +31,10 @@ def _constant_head(probability: float, embedder: HashEmbedder) -> ClassifierHead
     """A head that gives every text `probability`: the decision logic can be checked exactly."""
     logit = float(np.log(probability / (1 - probability)))
     return ClassifierHead(
-        hidden_weight=np.zeros((embedder.dimension, 1), dtype=np.float32),
-        hidden_bias=np.ones(1, dtype=np.float32),
-        out_weight=np.array([logit], dtype=np.float32),
-        out_bias=0.0,
+        hidden_weight=np.zeros((1, embedder.dimension, 1), dtype=np.float32),
+        hidden_bias=np.ones((1, 1), dtype=np.float32),
+        out_weight=np.array([[logit]], dtype=np.float32),
+        out_bias=np.zeros(1, dtype=np.float32),
         embedder=embedder.name,
         digest="",
         exemplars_digest=exemplars_digest(HARMFUL, BENIGN),
