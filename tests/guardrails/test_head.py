@@ -57,7 +57,10 @@ def test_the_shipped_head_was_built_from_the_current_exemplars_and_dev_splits(po
     head = policy.classifier_head
     assert head is not None, "the default policy names a head; load_policy must read it"
     rows = training_rows(load_policy(with_head=False))
-    stale = "rebuild it with `domainbot guard train-head` after editing the exemplars or the own sets' dev splits"
+    stale = (
+        "the head's training texts changed (the exemplars, the own sets' dev splits, or how they are masked or "
+        "decoded): rebuild it with `domainbot guard train-head`"
+    )
     assert head.digest == rows.digest, stale
     assert head.exemplars_digest == exemplars_digest(policy.exemplars, policy.benign), stale
     assert head.rows == len(rows.texts) and head.embedder == DEFAULT_EMBEDDER_PACKAGE
