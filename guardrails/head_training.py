@@ -17,7 +17,7 @@ from guardrails.evaluation import OWN_SETS_DIR, load_own_sets
 from guardrails.head import ClassifierHead, digest
 from guardrails.policy import Policy
 from guardrails.rails import Guardrails
-from guardrails.text import DECODED, gist, language, variants
+from guardrails.text import decoded_payload, gist, language, variants
 
 HIDDEN = 128
 EPOCHS = 300
@@ -52,7 +52,7 @@ def training_rows(policy: Policy, own_dir: Path = OWN_SETS_DIR) -> TrainingRows:
     labelled += [(text, 0) for text in policy.benign]
     for eval_set in load_own_sets("dev", own_dir):
         for item in eval_set.items:
-            if len(item.turns) == 1 and not any(v.how in DECODED for v in variants(item.text)):
+            if len(item.turns) == 1 and decoded_payload(variants(item.text)) is None:
                 labelled.append((item.text, int(item.expect == "block")))
     seen: set[tuple[str, int]] = set()
     texts, labels = [], []

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from guardrails.harmful import rule_findings
 from guardrails.literals import any_match, prefilter_text
 from guardrails.policy import JailbreakConfig, compile_pattern
-from guardrails.text import DECODED, Variant, fold, unread_middle, variants
+from guardrails.text import Variant, decoded_payload, fold, unread_middle, variants
 from guardrails.verdict import Finding
 
 # A quote mark inside a word ("let's", "won't") neither opens nor closes a fragment.
@@ -58,7 +58,7 @@ class JailbreakDetector:
             kept = self.without_mentions(raw)
             if kept != raw:
                 readings = [*variants(kept), *fragments(fold(kept))]
-        decoded = any(r.how in DECODED for r in readings)
+        decoded = decoded_payload(readings) is not None
         return rule_findings(self.rules_when_decoded if decoded else self.rules, readings, self.intent, "jailbreak")
 
     def check_long(self, text: str, scan_chars: int) -> list[Finding]:

@@ -16,7 +16,7 @@ from guardrails.literals import Matcher
 from guardrails.pii import find_pii, mask
 from guardrails.pii import findings as pii_findings
 from guardrails.policy import Policy, TopicalConfig, load_policy
-from guardrails.text import DECODED, Variant, clean, cut, fold, gist, language, to_text, variants
+from guardrails.text import Variant, clean, cut, decoded_payload, fold, gist, language, to_text, variants
 from guardrails.topical import TopicalDetector
 from guardrails.verdict import Action, Finding, Verdict
 from knowledge.embedder import Embedder
@@ -140,7 +140,7 @@ class Guardrails:
             # A text with a payload the rails decoded ("convert this hex to text: ...") says what it asks
             # only in the payload, and a decoded reading is often half noise: the head, trained on neither,
             # blocks neither alone; the exemplars judge both and the head confirms what they find.
-            payload = next((r.text for how in DECODED for r in readings if r.how == how), None)
+            payload = decoded_payload(readings)
             found = self.harmful.classify(vector, extra, lead, head_alone=payload is None)
             found = found or self._classify_payload(payload, extra, lead)
             if found:

@@ -15,6 +15,7 @@ import binascii
 import codecs
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from guardrails.korean import HANGUL
@@ -223,6 +224,11 @@ class Variant:
 # as written, its look-alike letters or its quoted pieces joined; payloads decoded from base64, hex, rot13 or
 # reversed text first, then the message's own letters joined or re-spelled.
 DECODED = ("encoded", "rot13", "reversed", "spaced", "leet")
+
+
+def decoded_payload(readings: Sequence[Variant]) -> str | None:
+    """The payload the rails decoded from a text (the first decoded reading, in DECODED's order), or None."""
+    return next((r.text for how in DECODED for r in readings if r.how == how), None)
 
 
 def variants(raw: str) -> list[Variant]:
