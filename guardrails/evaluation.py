@@ -186,6 +186,7 @@ class TimedEmbedder:
         self.inner = inner
         self.name = inner.name
         self.dimension = inner.dimension
+        self.path = getattr(inner, "path", None)  # the model folder, which the classifier head tunes
         self.seconds = 0.0
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -227,6 +228,11 @@ class SetResult:
         }
 
 
+def model_seconds(guard: Guardrails, timer: TimedEmbedder | None) -> float:
+    """Seconds spent so far in model calls: the embedder's (when timed) and the classifier head's encoder."""
+    return (timer.seconds if timer else 0.0) + float(getattr(guard.harmful.head, "seconds", 0.0))
+
+
 def evaluate(
     guard: Guardrails, sets: Sequence[EvalSet], timer: TimedEmbedder | None = None
 ) -> dict[str, object]:
@@ -238,11 +244,11 @@ def evaluate(
     for eval_set in sets:
         result = SetResult(eval_set.name, len(eval_set.items), 0, eval_set.target)
         for item in eval_set.items:
-            model_before = timer.seconds if timer else 0.0
+            model_before = model_seconds(guard, timer)
             start = time.perf_counter()
             verdict = guard.check_input(list(_as_conversation(item.turns)))
             elapsed = time.perf_counter() - start
-            model = (timer.seconds - model_before) if timer else 0.0
+            model = model_seconds(guard, timer) - model_before
             totals_ms.append(elapsed * 1000)
             rails_ms.append((elapsed - model) * 1000)
             right = item.judge(verdict)

@@ -3,8 +3,8 @@
 The classifier blocks a text when its nearest harmful exemplars (mean of the `neighbours` most similar)
 reach the category's threshold *and* beat the nearest benign look-alikes by the category's margin, so a
 question that merely shares words with a harmful one ("kill a process") stays closer to the benign side.
-With a trained head (head.py), such a finding stands only when the head confirms it, and the head alone
-blocks what it is sure of.
+With a trained head (head.py, the embedder's encoder fine-tuned to tell the two apart), such a finding stands
+only when the head confirms it, and the head alone blocks what it is sure of.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guardrails.head import ClassifierHead, exemplars_digest
+from guardrails.head import ClassifierHead, HeadError, Scorer, exemplars_digest
 from guardrails.literals import Matcher, any_match, prefilter_text
 from guardrails.names import PublicNames
 from guardrails.policy import Category, HarmfulConfig, Rule, compile_pattern
@@ -226,21 +226,25 @@ class HarmfulDetector:
         return any_match(self.settings, text)
 
     def classify(
-        self, vector: np.ndarray, extra: float = 0.0, lead: float = 0.0, head_alone: bool = True
+        self, vector: np.ndarray, text: str, extra: float = 0.0, lead: float = 0.0, head_alone: bool = True
     ) -> Finding | None:
-        """The classifier for one (D,) unit vector; None when the text may pass. `extra` raises every
+        """The classifier for one text as the embedder read it and its (D,) unit vector; None when the text
+        may pass. The exemplars judge the vector and the head the text. `extra` raises every
         threshold (a game or fiction setting makes a look-alike more likely) and `lead` every margin over the
         harmless look-alikes (a text that asks for nothing); with either, the head alone needs `alone_raised`.
-        head_alone=False: the head only confirms exemplar findings, it blocks nothing alone."""
+        head_alone=False: the head only confirms exemplar findings, it blocks nothing alone; nor does it block
+        a text of fewer than `min_words` words alone."""
         found = self._exemplar_finding(vector, extra, lead)
         if self.head is None or self.config.head is None:
             return found
+        if found is None and not head_alone:
+            return None  # nothing for the head to confirm, and it may not block alone: spare its encoder pass
         settings = self.config.head
-        probability = float(self.head.probability(vector[np.newaxis, :])[0])
+        probability = float(self.head.probability([text])[0])
         if found is not None and probability >= settings.confirms:
             return found
         bar = settings.alone if extra == 0 and lead == 0 else settings.alone_raised
-        if not head_alone or probability < bar:
+        if not head_alone or probability < bar or len(text.split()) < settings.min_words:
             return None
         # The refusal names the category whose exemplars are nearest when they are nearer than the harmless
         # ones; a text near none of them (a jailbreak, which no harm category describes) gets the general one.
@@ -280,10 +284,10 @@ class HarmfulDetector:
 
 def _usable(
     head: ClassifierHead | None, embedder: Embedder | None, exemplars: dict[str, list[str]], benign: list[str]
-) -> ClassifierHead | None:
-    """The head, when it reads this embedder's vectors and was built from these exemplars; else None, with
-    a warning: a head for another embedder reads noise, and one built before the exemplars were edited
-    would veto what the operator just added."""
+) -> Scorer | None:
+    """The head over this embedder's encoder, when it was trained for that encoder and built from these
+    exemplars; else None, with a warning: a head for another encoder reads noise, and one built before the
+    exemplars were edited would veto what the operator just added."""
     if head is None or embedder is None:
         return None
     if (head.embedder, head.dimension) != (embedder.name, embedder.dimension):
@@ -302,7 +306,14 @@ def _usable(
             "until `domainbot guard train-head` rebuilds it."
         )
         return None
-    return head
+    folder = getattr(embedder, "path", None)
+    try:
+        if folder is None:
+            raise HeadError(f"the embedder {embedder.name} has no model folder for the head to tune")
+        return head.scorer(folder)
+    except (HeadError, OSError) as exc:
+        log.warning("The classifier head cannot be used (%s); the exemplar classifier works alone.", exc)
+        return None
 
 
 def _top_mean(sims: np.ndarray, k: int) -> float:

@@ -202,10 +202,16 @@ class HeadConfig(_Strict):
     confirms: Fraction = Field(
         default=0.3, description="An exemplar finding stands only when the head gives it this probability."
     )
-    alone: Fraction = Field(default=0.95, description="The head blocks a request alone at this probability.")
+    alone: Fraction = Field(default=0.9, description="The head blocks a request alone at this probability.")
     alone_raised: Fraction = Field(
-        default=0.97,
+        default=0.95,
         description="...and a text in a game or fiction setting, or with no request wording, at this one.",
+    )
+    min_words: int = Field(
+        default=5,
+        ge=1,
+        description="The head alone judges texts of at least this many words; a shorter fragment gives the "
+        "encoder too little to go on, and the rules and the exemplars judge it.",
     )
 
 

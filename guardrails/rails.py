@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from guardrails.harmful import NAMED, HarmfulDetector, rule_findings
 from guardrails.jailbreak import JailbreakDetector, fragments
 from guardrails.literals import Matcher
@@ -129,7 +127,10 @@ class Guardrails:
         asks = judged and any(self.harmful.has_intent(r.text) for r in readings)
         classify = judged and (asks or self._judge_unasked(scanned))
         wanted = not blocking and (classify or ("topical" in rails and self.topical.active))
-        vector = self._embed(masked) if wanted and self.embedder is not None else None
+        read, vector = "", None
+        if wanted and self.embedder is not None:
+            read = gist(masked, self.policy.limits.embed_chars)  # what both the embedder and the head read
+            vector = self.embedder.embed([read])[0]  # (D,)
         if vector is not None and classify:
             setting = any(self.harmful.in_game_or_fiction(r.text) for r in readings)
             extra = config.setting_margin if setting else 0.0
@@ -141,7 +142,7 @@ class Guardrails:
             # only in the payload, and a decoded reading is often half noise: the head, trained on neither,
             # blocks neither alone; the exemplars judge both and the head confirms what they find.
             payload = decoded_payload(readings)
-            found = self.harmful.classify(vector, extra, lead, head_alone=payload is None)
+            found = self.harmful.classify(vector, read, extra, lead, head_alone=payload is None)
             found = found or self._classify_payload(payload, extra, lead)
             if found:
                 blocking.append(found)
@@ -244,8 +245,8 @@ class Guardrails:
         languages = self.policy.harmful.classifier_languages
         if payload is None or self.embedder is None or language(payload) not in languages:
             return None
-        vector = self.embedder.embed([gist(payload, self.policy.limits.embed_chars)])[0]
-        found = self.harmful.classify(vector, extra, lead, head_alone=False)
+        read = gist(payload, self.policy.limits.embed_chars)
+        found = self.harmful.classify(self.embedder.embed([read])[0], read, extra, lead, head_alone=False)
         return found.model_copy(update={"rule": f"{found.rule}@decoded"}) if found else None
 
     def _judge_unasked(self, text: str) -> bool:
@@ -253,10 +254,6 @@ class Guardrails:
         about a fact. A long one is a pasted document, which the rules read."""
         unasked = self.policy.harmful.unasked
         return unasked is not None and len(text) <= unasked.max_chars and not self.harmful.asks_about_a_fact(text)
-
-    def _embed(self, text: str) -> np.ndarray | None:
-        assert self.embedder is not None
-        return self.embedder.embed([gist(text, self.policy.limits.embed_chars)])[0]  # (D,)
 
     @staticmethod
     def _verdict(

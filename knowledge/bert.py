@@ -144,14 +144,19 @@ class NativeBert(nn.Module):
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for begin in range(0, len(order), batch_size):
             chunk = order[begin : begin + batch_size]
-            encodings = self.tokenizer.encode_batch([texts[i] for i in chunk])
-            ids = torch.tensor([e.ids for e in encodings])  # (B, T)
-            keep = torch.tensor([e.attention_mask for e in encodings], dtype=torch.bool)  # (B, T)
             with torch.inference_mode():
-                out[chunk] = self._embed(ids, keep).numpy()
+                out[chunk] = self(*self.tokenize([texts[i] for i in chunk])).numpy()
         return out
 
-    def _embed(self, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids (B, T) and the mask (B, T) of the tokens that are not padding."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        ids = torch.tensor([e.ids for e in encodings])
+        keep = torch.tensor([e.attention_mask for e in encodings], dtype=torch.bool)
+        return ids, keep
+
+    def forward(self, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """(B, C) sentence embeddings of tokenized texts; differentiable (encode runs it without gradients)."""
         positions = torch.arange(ids.shape[1]).unsqueeze(0)  # (1, T)
         x = (
             F.embedding(ids, self.word_embeddings)

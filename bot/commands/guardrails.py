@@ -95,11 +95,14 @@ def guard_train_head(
         typer.Option("--own-dir", help="Folder of own sets whose dev splits train it; default: shipped."),
     ] = None,
     folds: Annotated[
-        int, typer.Option("--folds", min=0, help="Cross-validate on this many folds first (0: skip).")
-    ] = 5,
+        int,
+        typer.Option(
+            "--folds", min=0, help="Cross-validate on this many folds first, each a training of its own (0: skip)."
+        ),
+    ] = 0,
 ) -> None:
-    """Train the classifier head on the policy's exemplars and the own sets' dev splits, for the embedder
-    the bot uses, and write it where the policy reads it."""
+    """Fine-tune the classifier head (LoRA on the embedder's encoder) on the policy's exemplars and the own
+    sets' dev splits, for the embedder the bot uses, and write it where the policy reads it."""
     from bot.cli import settings
     from guardrails import DEFAULT_POLICY_PATH, load_policy
     from guardrails.evaluation import OWN_SETS_DIR
@@ -121,11 +124,10 @@ def guard_train_head(
     embedder = _embedder()
     refused = sum(rows.labels)
     typer.echo(f"{len(rows.texts)} training texts: {refused} to refuse, {len(rows.texts) - refused} to pass")
-    vectors = embedder.embed(rows.texts)
     if folds:
         bar = policy.harmful.head.alone if policy.harmful.head else 0.5
         try:
-            found = cross_validate(rows, vectors, folds, bar)
+            found = cross_validate(rows, embedder.path, folds, bar)
         except ValueError as exc:
             raise DomainbotError(str(exc)) from None
         typer.echo(
@@ -133,7 +135,7 @@ def guard_train_head(
             f"texts to refuse, passes {found.passed:.1%} of the texts to pass"
         )
     try:
-        head = train_head(rows, vectors, embedder.name, exemplars_digest(policy.exemplars, policy.benign))
+        head = train_head(rows, embedder.path, embedder.name, exemplars_digest(policy.exemplars, policy.benign))
     except ValueError as exc:
         raise DomainbotError(str(exc)) from None
     head.save(out)
