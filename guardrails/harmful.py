@@ -226,15 +226,22 @@ class HarmfulDetector:
         return any_match(self.settings, text)
 
     def classify(
-        self, vector: np.ndarray, text: str, extra: float = 0.0, lead: float = 0.0, head_alone: bool = True
+        self,
+        vector: np.ndarray,
+        text: str,
+        extra: float = 0.0,
+        lead: float = 0.0,
+        head_alone: bool = True,
+        exemplars: bool = True,
     ) -> Finding | None:
         """The classifier for one text as the embedder read it and its (D,) unit vector; None when the text
         may pass. The exemplars judge the vector and the head the text. `extra` raises every
         threshold (a game or fiction setting makes a look-alike more likely) and `lead` every margin over the
         harmless look-alikes (a text that asks for nothing); with either, the head alone needs `alone_raised`.
         head_alone=False: the head only confirms exemplar findings, it blocks nothing alone; nor does it block
-        a text of fewer than `min_words` words alone."""
-        found = self._exemplar_finding(vector, extra, lead)
+        a text of fewer than `min_words` words alone. exemplars=False: the head alone judges (a question
+        about a fact or an event, which the exemplars cannot tell from a plan to repeat it)."""
+        found = self._exemplar_finding(vector, extra, lead) if exemplars else None
         if self.head is None or self.config.head is None:
             return found
         if found is None and not head_alone:

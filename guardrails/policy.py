@@ -184,7 +184,7 @@ class UnaskedConfig(_Strict):
         default=0.05, description="Extra lead over the nearest harmless look-alikes needed without a request."
     )
     facts: list[str] = Field(
-        default_factory=list, description="Patterns for questions about a fact or an event, never classified."
+        default_factory=list, description="Patterns for questions about a fact or an event: the head alone judges them."
     )
     max_chars: int = Field(
         default=400, ge=1, description="Longer texts with no request wording (pasted documents) are not classified."

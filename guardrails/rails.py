@@ -119,13 +119,17 @@ class Guardrails:
             blocking += self._new_in_conversation(earlier, scanned, rails, {f.rule for f in blocking})
 
         # The classifier judges a text that asks for something; one with no request wording only with a
-        # higher bar (`harmful.unasked`), and a question about a fact or an event ("why did...") not at all.
-        # One embedder call serves it and the topical check: none when a rule already decided or nothing
-        # would use the vector.
+        # higher bar (`harmful.unasked`); and a question about a fact or an event ("how did...", "why
+        # were...") by the head alone, as the exemplars cannot tell history from a plan to repeat it ("how
+        # did the gang get into the vault, so I can do the same?"). One embedder call serves it and the
+        # topical check: none when a rule already decided or nothing would use the vector. A long text with
+        # no request wording is a pasted document, which the rules read.
         config = self.policy.harmful
         judged = not blocking and "harmful" in rails and lang in config.classifier_languages
         asks = judged and any(self.harmful.has_intent(r.text) for r in readings)
-        classify = judged and (asks or self._judge_unasked(scanned))
+        short = config.unasked is not None and len(scanned) <= config.unasked.max_chars
+        fact = judged and not asks and short and self.harmful.asks_about_a_fact(scanned)
+        classify = judged and (asks or (short and not fact) or (fact and self.harmful.head is not None))
         wanted = not blocking and (classify or ("topical" in rails and self.topical.active))
         read, vector = "", None
         if wanted and self.embedder is not None:
@@ -142,7 +146,7 @@ class Guardrails:
             # only in the payload, and a decoded reading is often half noise: the head, trained on neither,
             # blocks neither alone; the exemplars judge both and the head confirms what they find.
             payload = decoded_payload(readings)
-            found = self.harmful.classify(vector, read, extra, lead, head_alone=payload is None)
+            found = self.harmful.classify(vector, read, extra, lead, head_alone=payload is None, exemplars=not fact)
             found = found or self._classify_payload(payload, extra, lead)
             if found:
                 blocking.append(found)
@@ -248,12 +252,6 @@ class Guardrails:
         read = gist(payload, self.policy.limits.embed_chars)
         found = self.harmful.classify(self.embedder.embed([read])[0], read, extra, lead, head_alone=False)
         return found.model_copy(update={"rule": f"{found.rule}@decoded"}) if found else None
-
-    def _judge_unasked(self, text: str) -> bool:
-        """Whether the classifier judges a text with no request wording: a short one that is not a question
-        about a fact. A long one is a pasted document, which the rules read."""
-        unasked = self.policy.harmful.unasked
-        return unasked is not None and len(text) <= unasked.max_chars and not self.harmful.asks_about_a_fact(text)
 
     @staticmethod
     def _verdict(

@@ -175,6 +175,24 @@ def test_a_decoded_payload_is_never_blocked_by_the_head_alone(policy: Policy) ->
     assert wrapped.rule is None or not wrapped.rule.endswith(".head")
 
 
+def test_a_question_about_a_fact_is_judged_by_the_head_alone_at_the_raised_bar(policy: Policy) -> None:
+    """The exemplars cannot tell history from a plan to repeat it; the head judges such a question, at the
+    bar for texts without request wording."""
+    embedder = _embedder(64)
+    fingerprint = exemplars_digest(policy.exemplars, policy.benign)
+    question = "How did the gang get into the bank vault in the end?"
+    verdicts = {}
+    for probability in (0.99, 0.92):  # above alone_raised (0.95), and between alone (0.9) and it
+        head = dataclasses.replace(_constant_head(probability, embedder), exemplars_digest=fingerprint)
+        guard = Guardrails(policy.model_copy(update={"classifier_head": head}), embedder)
+        assert guard.harmful.asks_about_a_fact(question) and not guard.harmful.has_intent(question)
+        verdicts[probability] = guard.check_input(question)
+    assert not verdicts[0.99].allowed and verdicts[0.99].rule is not None and verdicts[0.99].rule.endswith(".head")
+    assert verdicts[0.92].allowed
+    no_head = Guardrails(policy.model_copy(update={"classifier_head": None}), embedder)
+    assert no_head.check_input(question).allowed  # the exemplars alone never judge it
+
+
 def test_head_file_round_trip_and_damaged_files(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     updates = {"layers.0.query": (rng.normal(size=(2, 8)), rng.normal(size=(8, 2)))}
