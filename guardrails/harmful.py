@@ -238,9 +238,9 @@ class HarmfulDetector:
         may pass. The exemplars judge the vector and the head the text. `extra` raises every
         threshold (a game or fiction setting makes a look-alike more likely) and `lead` every margin over the
         harmless look-alikes (a text that asks for nothing); with either, the head alone needs `alone_raised`.
-        head_alone=False: the head only confirms exemplar findings, it blocks nothing alone; nor does it block
-        a text of fewer than `min_words` words alone. exemplars=False: the head alone judges (a question
-        about a fact or an event, which the exemplars cannot tell from a plan to repeat it)."""
+        head_alone=False: the head only confirms exemplar findings, it blocks nothing alone. exemplars=False:
+        the head alone judges (a question about a fact or an event, which the exemplars cannot tell from a
+        plan to repeat it). The head never blocks alone a text of fewer than `min_words` words."""
         found = self._exemplar_finding(vector, extra, lead) if exemplars else None
         if self.head is None or self.config.head is None:
             return found
