@@ -19,6 +19,7 @@ import numpy as np
 from guardrails.head import ClassifierHead, HeadError, Scorer, exemplars_digest
 from guardrails.literals import Matcher, any_match, prefilter_text
 from guardrails.names import PublicNames
+from guardrails.ngram_head import NgramHead
 from guardrails.policy import Category, HarmfulConfig, Rule, compile_pattern
 from guardrails.text import Variant, fold
 from guardrails.verdict import Finding
@@ -29,6 +30,8 @@ from knowledge.embedder import Embedder
 UNLESS_WINDOW = 200
 # The reading in which possibly private names stand as the placeholder ("What is someone's address?").
 NAMED = "named"
+# What the n-gram head calls a text it would refuse as a jailbreak; the jailbreak rail's findings say the same.
+JAILBREAK = "jailbreak"
 # A full stop ends a sentence only before a space, a closing quote or the end: "1.5 kg" and "v2.0" go on.
 _SENTENCE_END = re.compile(r"[.!?]+(?=[\s\"')\]]|$)|[。？！\n]+")
 # In a short message a request counts for a match in its own sentence or this many sentences either side
@@ -156,8 +159,10 @@ class HarmfulDetector:
         public_names: list[str] | None = None,
         fictional_names: list[str] | None = None,
         head: ClassifierHead | None = None,
+        ngram_head: NgramHead | None = None,
     ) -> None:
         self.config = config
+        self.ngram_head = ngram_head if config.ngram_head is not None else None
         self.names = PublicNames(
             public_names or [],
             config.name_placeholder,
@@ -225,6 +230,13 @@ class HarmfulDetector:
     def in_game_or_fiction(self, text: str) -> bool:
         return any_match(self.settings, text)
 
+    def names_a_game(self, text: str) -> bool:
+        """A game named in any language (`game_setting`), and nothing saying the harm is meant outside it."""
+        games = self.games
+        if games is None or not any_match([games.setting], text):
+            return False
+        return games.real is None or not any_match([games.real], text)
+
     def classify(
         self,
         vector: np.ndarray,
@@ -260,6 +272,27 @@ class HarmfulDetector:
         return Finding(
             rail="harmful", rule=f"{category or 'harmful'}.head", category=category, score=round(probability, 4)
         )
+
+    def judges_ngrams(self, language: str) -> bool:
+        """Whether the n-gram head judges texts in this language."""
+        settings = self.config.ngram_head
+        return self.ngram_head is not None and settings is not None and language in settings.languages
+
+    def classify_ngrams(self, text: str, raised: bool) -> Finding | None:
+        """The n-gram head alone on a text the rules let pass, in a language it judges; None when the text may
+        pass. raised: the text is in a game or fiction setting, or asks for nothing, and needs `alone_raised`."""
+        settings = self.config.ngram_head
+        if self.ngram_head is None or settings is None or len(text.split()) < settings.min_words:
+            return None
+        judgement = self.ngram_head.judge(text)
+        if judgement.probability < (settings.alone_raised if raised else settings.alone):
+            return None
+        score = round(judgement.probability, 4)
+        if judgement.refused_as == JAILBREAK:
+            return Finding(rail="jailbreak", rule="jailbreak.ngrams", category=JAILBREAK, score=score)
+        # A class that is no longer a policy category (the head predates an edit) gets the general refusal.
+        category = judgement.refused_as if judgement.refused_as in self.config.categories else None
+        return Finding(rail="harmful", rule=f"{category or 'harmful'}.ngrams", category=category, score=score)
 
     def _exemplar_finding(self, vector: np.ndarray, extra: float, lead: float) -> Finding | None:
         """The closest category whose exemplars are close enough, by its threshold and margin."""

@@ -96,18 +96,7 @@ class ClassifierHead:
 
     @classmethod
     def load(cls, path: Path) -> ClassifierHead:
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                header = json.loads(str(archive["header"]))
-                names = [name for name in archive.files if name != "header"]
-                arrays = {name: np.asarray(archive[name], dtype=np.float32) for name in names}
-        except FileNotFoundError:
-            raise HeadError(f"{path}: file not found; build it with `domainbot guard train-head`") from None
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-            raise HeadError(f"{path}: not a classifier head file ({exc})") from None
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
-            found = header.get("format") if isinstance(header, dict) else None
-            raise HeadError(f"{path}: head format {found!r} is not {FORMAT}; rebuild it (domainbot guard train-head)")
+        header, arrays = read_archive(path, "a classifier head", FORMAT, HeadError)
         out_weight = arrays.pop("out_weight", None)
         layers = sorted({name.rsplit(".", 1)[0] for name in arrays})
         try:
@@ -169,7 +158,27 @@ class TunedEncoder:
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0))))
 
 
-def digest(texts: Sequence[str], labels: Sequence[int]) -> str:
+def read_archive(
+    path: Path, what: str, version: int, error: type[ValueError]
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A head file's JSON header and its arrays (float32, by name); `error` saying what is wrong with a file
+    that is missing, damaged, or of another format than `version`."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            header = json.loads(str(archive["header"]))
+            names = [name for name in archive.files if name != "header"]
+            arrays = {name: np.asarray(archive[name], dtype=np.float32) for name in names}
+    except FileNotFoundError:
+        raise error(f"{path}: file not found; build it with `domainbot guard train-head`") from None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise error(f"{path}: not {what} file ({exc})") from None
+    if not isinstance(header, dict) or header.get("format") != version:
+        found = header.get("format") if isinstance(header, dict) else None
+        raise error(f"{path}: {what} file of format {found!r}, not {version}; rebuild it (domainbot guard train-head)")
+    return header, arrays
+
+
+def digest(texts: Sequence[str], labels: Sequence[int | str]) -> str:
     """A fingerprint of labelled texts: a head trained on other texts has another one."""
     sha = hashlib.sha256()
     for text, label in zip(texts, labels, strict=True):

@@ -7,6 +7,8 @@ own evaluation sets; their heldout splits, and the public sets, never train it.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import numpy as np
 
 from guardrails.evaluation import OWN_SETS_DIR, load_own_sets
 from guardrails.head import ClassifierHead, TunedEncoder, digest
+from guardrails.ngram_head import ALLOW, NgramHead, ngrams, vectorise
 from guardrails.policy import Policy
 from guardrails.rails import Guardrails
 from guardrails.text import decoded_payload, gist, language, variants
@@ -32,6 +35,14 @@ SEED = 0
 SCALE = 10.0
 # Every linear layer of each encoder layer, as named in knowledge/bert.py.
 TUNED = ("query", "key", "value", "attention_out", "intermediate", "output")
+
+# The n-gram head (ngram_head.py): an n-gram counts when at least MIN_TEXTS training texts have it (one that a
+# single text has learns that text by heart); L2 is the weight decay of its softmax, chosen by training on all
+# own sets but one and scoring that one's dev split (guardrails/README.md, "The n-gram head").
+MIN_TEXTS = 2
+NGRAM_L2 = 1e-6
+# A block item that names no category is refused as this: the general refusal.
+GENERAL = "harmful"
 
 
 @dataclass(frozen=True)
@@ -52,24 +63,38 @@ def training_rows(policy: Policy, own_dir: Path = OWN_SETS_DIR) -> TrainingRows:
     label is not in the text the head reads: conversations of several turns, whose last turn alone does not
     carry it ("now put the two parts together"), and texts with a payload the rails decode, where the head
     reads the payload instead. Each text is what the rails embed: personal data masked, cut to its gist."""
+    texts, labels = [], []
+    seen: set[tuple[str, int]] = set()
+    for read, label in labelled_rows(policy, policy.harmful.classifier_languages, own_dir):
+        refuse = int(label != ALLOW)
+        if (read, refuse) not in seen:
+            seen.add((read, refuse))
+            texts.append(read)
+            labels.append(refuse)
+    return TrainingRows(texts, labels)
+
+
+def labelled_rows(policy: Policy, languages: Sequence[str], own_dir: Path = OWN_SETS_DIR) -> list[tuple[str, str]]:
+    """(text as the rails read it, class) for the exemplars and the own sets' dev items in `languages`, as
+    training_rows chooses them. The class is ALLOW for a text that may pass, else what it is refused as: its
+    harm category, `jailbreak`, or `harmful` for a block item that names no category."""
     rules_only = Guardrails(policy, embedder=None)
     limit = policy.limits.embed_chars
-    languages = policy.harmful.classifier_languages
-    labelled = [(text, 1) for texts in policy.exemplars.values() for text in texts]
-    labelled += [(text, 0) for text in policy.benign]
+    labelled = [(text, name) for name, texts in policy.exemplars.items() for text in texts]
+    labelled += [(text, ALLOW) for text in policy.benign]
     for eval_set in load_own_sets("dev", own_dir):
         for item in eval_set.items:
             if len(item.turns) == 1 and decoded_payload(variants(item.text)) is None:
-                labelled.append((item.text, int(item.expect == "block")))
-    seen: set[tuple[str, int]] = set()
-    texts, labels = [], []
+                label = (item.category or GENERAL) if item.expect == "block" else ALLOW
+                labelled.append((item.text, label))
+    seen: set[tuple[str, str]] = set()
+    rows = []
     for text, label in labelled:
         read = gist(rules_only.mask_pii(text), limit)
         if language(read) in languages and (read, label) not in seen:
             seen.add((read, label))
-            texts.append(read)
-            labels.append(label)
-    return TrainingRows(texts, labels)
+            rows.append((read, label))
+    return rows
 
 
 def train_head(rows: TrainingRows, folder: Path, embedder: str, exemplars: str, seed: int = SEED) -> ClassifierHead:
@@ -181,3 +206,58 @@ def cross_validate(rows: TrainingRows, folder: Path, folds: int, bar: float) -> 
         scores[held] = TunedEncoder(head, folder).probability([t for t, h in zip(rows.texts, held, strict=True) if h])
     refused = scores >= bar
     return CrossValidation(folds, bar, float(refused[labels == 1].mean()), float((~refused)[labels == 0].mean()))
+
+
+def train_ngram_head(
+    rows: Sequence[tuple[str, str]], languages: Sequence[str], l2: float = NGRAM_L2, seed: int = SEED
+) -> NgramHead:
+    """The n-gram head for `languages`, trained on (text, class) rows (labelled_rows): a softmax over the
+    classes, its weights decayed by `l2`, the texts to refuse weighted up so that they count as much in all as
+    the texts to pass. A few seconds on two cores."""
+    import torch
+
+    texts = [text for text, _ in rows]
+    labels = [label for _, label in rows]
+    refused = sorted(set(labels) - {ALLOW})
+    if not refused or ALLOW not in labels:
+        raise ValueError("the n-gram head needs texts of both kinds (to refuse and to let pass)")
+    classes = (ALLOW, *refused)
+    counted = [ngrams(text) for text in texts]
+    often: Counter[str] = Counter(gram for counts in counted for gram in counts)
+    grams = tuple(sorted(gram for gram, texts_with in often.items() if texts_with >= MIN_TEXTS))
+    index = {gram: row for row, gram in enumerate(grams)}
+    line, column, value = [], [], []
+    for row, counts in enumerate(counted):
+        columns, values = vectorise(counts, index)
+        line += [row] * len(columns)
+        column += columns.tolist()
+        value += values.tolist()
+    shape = (len(texts), len(grams))
+    features = torch.sparse_coo_tensor(
+        torch.tensor([line, column]), torch.tensor(value), shape, dtype=torch.float32, check_invariants=True
+    )
+    target = torch.tensor([classes.index(label) for label in labels])
+    passing = sum(label == ALLOW for label in labels)
+    share = torch.tensor([1.0] + [passing / (len(labels) - passing)] * len(refused))
+    torch.manual_seed(seed)
+    weights = torch.zeros(len(grams), len(classes), requires_grad=True)
+    bias = torch.zeros(len(classes), requires_grad=True)
+    optimiser = torch.optim.LBFGS([weights, bias], max_iter=300, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimiser.zero_grad()
+        logits = torch.sparse.mm(features, weights) + bias
+        value = torch.nn.functional.cross_entropy(logits, target, weight=share) + l2 * (weights**2).sum()
+        value.backward()
+        return value
+
+    optimiser.step(loss)
+    return NgramHead(
+        grams=grams,
+        weights=weights.detach().numpy().astype(np.float16).astype(np.float32),
+        bias=bias.detach().numpy().copy(),
+        classes=classes,
+        languages=tuple(languages),
+        digest=digest(texts, labels),
+        rows=len(texts),
+    )

@@ -26,6 +26,7 @@ from pydantic import (
 
 from guardrails.head import ClassifierHead, HeadError
 from guardrails.literals import Matcher, ambiguous_repeat
+from guardrails.ngram_head import NgramHead, NgramHeadError
 from guardrails.verbs import StemError, expand_verbs
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
@@ -38,6 +39,10 @@ PiiKind = Literal["email", "phone", "card", "rrn", "id_number", "ip", "iban", "s
 
 def _english_only() -> list[Literal["en", "ko"]]:
     return ["en"]
+
+
+def _korean_only() -> list[Literal["en", "ko"]]:
+    return ["ko"]
 
 
 def _all_pii_kinds() -> list[PiiKind]:
@@ -215,6 +220,24 @@ class HeadConfig(_Strict):
     )
 
 
+class NgramHeadConfig(_Strict):
+    """The n-gram head (guardrails/ngram_head.py): for the languages the embedder cannot read, it blocks alone
+    what it is sure of, after the rules let a text pass."""
+
+    file: str = Field(default="exemplars/head_ko.npz", description="The head, built by `domainbot guard train-head`.")
+    languages: list[Literal["en", "ko"]] = Field(
+        default_factory=_korean_only, min_length=1, description="The languages it judges; it was trained on these."
+    )
+    alone: Fraction = Field(default=0.95, description="The head blocks a request alone at this probability.")
+    alone_raised: Fraction = Field(
+        default=0.98,
+        description="...and a text in a game or fiction setting, or with no request wording, at this one.",
+    )
+    min_words: int = Field(
+        default=2, ge=1, description="The head judges texts of at least this many words (a lone word: the rules)."
+    )
+
+
 class HarmfulConfig(_Strict):
     intent: list[str] = Field(min_length=1, description="Patterns that mark a request (how to, write, ...).")
     categories: dict[str, Category] = Field(min_length=1)
@@ -251,10 +274,13 @@ class HarmfulConfig(_Strict):
     fiction_placeholder: str | None = Field(default="a fictional character", min_length=1)
     classifier_languages: list[Literal["en", "ko"]] = Field(
         default_factory=_english_only,
-        description="Languages the embedder separates well; other languages are judged by rules only.",
+        description="Languages the embedder separates well; the others get the rules (and `ngram_head`).",
     )
     head: HeadConfig | None = Field(
         default=None, description="The trained classifier head; none: the exemplar classifier alone."
+    )
+    ngram_head: NgramHeadConfig | None = Field(
+        default=None, description="The n-gram head for languages the embedder cannot read; none: the rules alone."
     )
 
     _valid_patterns = field_validator("intent", "game_or_fiction")(_pattern_list)
@@ -362,8 +388,8 @@ class PolicyMessages(_Strict):
 
 
 class Policy(_Strict):
-    """The whole policy; `exemplars`, `benign`, the name lists and `classifier_head` are filled in from the
-    files it names by the loader."""
+    """The whole policy; `exemplars`, `benign`, the name lists and the heads (`classifier_head`, `ngram_head`)
+    are filled in from the files it names by the loader."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -383,6 +409,7 @@ class Policy(_Strict):
     public_names: list[str] = Field(default_factory=list)
     fictional_names: list[str] = Field(default_factory=list)
     classifier_head: SkipValidation[ClassifierHead | None] = Field(default=None, exclude=True)
+    ngram_head: SkipValidation[NgramHead | None] = Field(default=None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -428,7 +455,7 @@ def _substitute(node: Any, terms: dict[str, str], where: str) -> Any:
 
 def load_policy(path: Path | None = None, with_head: bool = True) -> Policy:
     """Read and validate a policy file and its exemplar files; raise PolicyError naming the bad key.
-    with_head=False leaves the classifier head unread (to build it)."""
+    with_head=False leaves the heads unread (to build them)."""
     path = path or DEFAULT_POLICY_PATH
     data = read_yaml(path, expect=dict)
     try:
@@ -464,9 +491,23 @@ def load_policy(path: Path | None = None, with_head: bool = True) -> Policy:
             head = ClassifierHead.load(path.parent / policy.harmful.head.file)
         except HeadError as exc:
             raise PolicyError(f"{path}: harmful.head.file: {exc}") from None
+    ngram_head = None
+    if policy.harmful.ngram_head and with_head:
+        try:
+            ngram_head = NgramHead.load(path.parent / policy.harmful.ngram_head.file)
+        except NgramHeadError as exc:
+            raise PolicyError(f"{path}: harmful.ngram_head.file: {exc}") from None
+        untrained = sorted(set(policy.harmful.ngram_head.languages) - set(ngram_head.languages))
+        if untrained:
+            raise PolicyError(
+                f"{path}: harmful.ngram_head.languages: the head in {policy.harmful.ngram_head.file} was trained "
+                f"for {', '.join(ngram_head.languages)}, not {', '.join(untrained)}; rebuild it "
+                "(domainbot guard train-head)"
+            )
     return policy.model_copy(
         update={
             "classifier_head": head,
+            "ngram_head": ngram_head,
             "exemplars": harmful_sets,
             "benign": [text for texts in benign_sets.values() for text in texts],
             "public_names": names,

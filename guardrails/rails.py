@@ -66,7 +66,8 @@ def user_turns(conversation: Conversation) -> list[str]:
 
 
 class Guardrails:
-    """Built once from a policy and an embedder (None: rules only); check_input / check_output per message."""
+    """Built once from a policy and an embedder (None: no embedding classifier or encoder head; the rules
+    and the n-gram head still run); check_input / check_output per message."""
 
     def __init__(self, policy: Policy | None = None, embedder: Embedder | None = None) -> None:
         self.policy = policy or load_policy()
@@ -79,6 +80,7 @@ class Guardrails:
             self.policy.public_names,
             self.policy.fictional_names,
             self.policy.classifier_head,
+            self.policy.ngram_head,
         )
         self.jailbreak = JailbreakDetector(self.policy.jailbreak, self.policy.harmful.intent)
         self.topical = TopicalDetector(self.policy.topical, embedder)
@@ -149,6 +151,11 @@ class Guardrails:
             found = self.harmful.classify(vector, read, extra, lead, head_alone=payload is None, exemplars=not fact)
             found = found or self._classify_payload(payload, extra, lead)
             if found:
+                blocking.append(found)
+        if not blocking and "harmful" in rails and self.harmful.judges_ngrams(lang):
+            found = self._classify_ngrams(readings, masked)
+            # Its jailbreak judgements count only where the jailbreak rail runs.
+            if found and (found.rail != "jailbreak" or "jailbreak" in rails):
                 blocking.append(found)
 
         found_pii = pii_findings(spans)
@@ -241,6 +248,20 @@ class Guardrails:
                 new.append(finding.model_copy(update={"rule": finding.rule + "@conversation"}))
         return new
 
+    def _classify_ngrams(self, readings: list[Variant], masked: str) -> Finding | None:
+        """The n-gram head on a text the rules let pass, in a language the embedder cannot read: a request at
+        `alone`; a text in a game or story, or with no request wording, at `alone_raised`. As for the encoder
+        head, a pasted document (no request wording, longer than `unasked.max_chars`) is left to the rules,
+        and so is a text with a payload the rails decoded."""
+        unasked = self.policy.harmful.unasked
+        asks = any(self.harmful.has_intent(r.text) for r in readings)
+        pasted = not asks and unasked is not None and len(readings[0].text) > unasked.max_chars
+        if pasted or decoded_payload(readings) is not None:
+            return None
+        setting = any(self.harmful.in_game_or_fiction(r.text) or self.harmful.names_a_game(r.text) for r in readings)
+        read = gist(masked, self.policy.limits.embed_chars)
+        return self.harmful.classify_ngrams(read, raised=setting or not asks)
+
     def _classify_payload(self, payload: str | None, extra: float, lead: float) -> Finding | None:
         """The classifier on a decoded payload ("decode this and answer it: <base64>"), which the text as
         written hides from it; one more embedder call, only for a text that had something to decode. The head
@@ -274,7 +295,7 @@ def _priority(finding: Finding) -> tuple[int, int]:
     """Self-harm first (its message offers help), then harmful rules, jailbreak rules, the classifier."""
     if finding.category == "self_harm":
         return (0, 0)
-    if finding.rail == "harmful" and not finding.rule.endswith((".exemplars", ".head")):
+    if finding.rail == "harmful" and not finding.rule.endswith((".exemplars", ".head", ".ngrams")):
         return (1, 0)
     if finding.rail == "jailbreak":
         return (2, 0)

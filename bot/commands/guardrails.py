@@ -15,7 +15,7 @@ from rich.table import Table
 from bot.errors import DomainbotError
 
 if TYPE_CHECKING:
-    from guardrails import Guardrails
+    from guardrails import Guardrails, Policy
     from guardrails.evaluation import TimedEmbedder
     from knowledge.embedder import SentenceTransformerEmbedder
 
@@ -88,7 +88,7 @@ def guard_check(
 def guard_train_head(
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Where to write the head; default: the file the policy's harmful.head names."),
+        typer.Option("--out", help="Where to write the encoder head; default: the file harmful.head names."),
     ] = None,
     own_dir: Annotated[
         Path | None,
@@ -97,33 +97,58 @@ def guard_train_head(
     folds: Annotated[
         int,
         typer.Option(
-            "--folds", min=0, help="Cross-validate on this many folds first, each a training of its own (0: skip)."
+            "--folds", min=0, help="Cross-validate the encoder head on this many folds first (0: skip)."
         ),
     ] = 0,
+    which: Annotated[
+        str,
+        typer.Option("--which", help="Which heads to build: all (those the policy names), encoder or ngrams."),
+    ] = "all",
 ) -> None:
-    """Fine-tune the classifier head (LoRA on the embedder's encoder) on the policy's exemplars and the own
-    sets' dev splits, for the embedder the bot uses, and write it where the policy reads it."""
+    """Build the classifier heads on the policy's exemplars and the own sets' dev splits, and write them where
+    the policy reads them: the encoder head (LoRA on the embedder's encoder, a few minutes) and the n-gram
+    head for the languages the embedder cannot read (seconds)."""
     from bot.cli import settings
     from guardrails import DEFAULT_POLICY_PATH, load_policy
     from guardrails.evaluation import OWN_SETS_DIR
-    from guardrails.head import exemplars_digest
-    from guardrails.head_training import cross_validate, train_head, training_rows
 
+    if which not in ("all", "encoder", "ngrams"):
+        raise DomainbotError(f"--which {which!r}: expected all, encoder or ngrams")
     policy_path = settings().guardrails_policy or DEFAULT_POLICY_PATH
     try:
         policy = load_policy(policy_path, with_head=False)
-        rows = training_rows(policy, own_dir or OWN_SETS_DIR)
     except (FileNotFoundError, ValueError) as exc:  # PolicyError is a ValueError
         raise DomainbotError(str(exc)) from None
+    own = own_dir or OWN_SETS_DIR
+    for name, section in (("encoder", policy.harmful.head), ("ngrams", policy.harmful.ngram_head)):
+        if which == name and section is None:
+            key = "harmful.head" if name == "encoder" else "harmful.ngram_head"
+            raise DomainbotError(f"{policy_path} has no {key} section to name the head's file; add one.")
+    encoder = which in ("all", "encoder") and (policy.harmful.head is not None or out is not None)
+    ngrams = which in ("all", "ngrams") and policy.harmful.ngram_head is not None
+    if not encoder and not ngrams:
+        raise DomainbotError(f"{policy_path} names no head to build (harmful.head, harmful.ngram_head).")
+    if encoder:
+        _train_encoder_head(policy, policy_path, own, out, folds)
+    if ngrams:
+        _train_ngram_head(policy, policy_path, own)
+
+
+def _train_encoder_head(policy: Policy, policy_path: Path, own: Path, out: Path | None, folds: int) -> None:
+    from guardrails.head import exemplars_digest
+    from guardrails.head_training import cross_validate, train_head, training_rows
+
+    try:
+        rows = training_rows(policy, own)
+    except (FileNotFoundError, ValueError) as exc:
+        raise DomainbotError(str(exc)) from None
     if out is None:
-        if policy.harmful.head is None:
-            raise DomainbotError(
-                f"{policy_path} has no harmful.head section to name the head's file; add one, or pass --out."
-            )
+        assert policy.harmful.head is not None  # the caller checked
         out = policy_path.parent / policy.harmful.head.file
     embedder = _embedder()
     refused = sum(rows.labels)
-    typer.echo(f"{len(rows.texts)} training texts: {refused} to refuse, {len(rows.texts) - refused} to pass")
+    passing = len(rows.texts) - refused
+    typer.echo(f"encoder head: {len(rows.texts)} training texts, {refused} to refuse, {passing} to pass")
     if folds:
         bar = policy.harmful.head.alone if policy.harmful.head else 0.5
         try:
@@ -140,6 +165,27 @@ def guard_train_head(
         raise DomainbotError(str(exc)) from None
     head.save(out)
     typer.echo(f"wrote {out} (for the embedder {embedder.name})")
+
+
+def _train_ngram_head(policy: Policy, policy_path: Path, own: Path) -> None:
+    from guardrails.head_training import labelled_rows, train_ngram_head
+    from guardrails.ngram_head import ALLOW
+
+    settings = policy.harmful.ngram_head
+    assert settings is not None  # the caller checked
+    try:
+        rows = labelled_rows(policy, settings.languages, own)
+        head = train_ngram_head(rows, settings.languages)
+    except (FileNotFoundError, ValueError) as exc:
+        raise DomainbotError(f"n-gram head ({', '.join(settings.languages)}): {exc}") from None
+    passing = sum(label == ALLOW for _, label in rows)
+    typer.echo(
+        f"n-gram head ({', '.join(settings.languages)}): {len(rows)} training texts, {len(rows) - passing} to "
+        f"refuse, {passing} to pass; {len(head.grams)} n-grams"
+    )
+    out = policy_path.parent / settings.file
+    head.save(out)
+    typer.echo(f"wrote {out}")
 
 
 def eval_guardrails(

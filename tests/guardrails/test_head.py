@@ -275,7 +275,8 @@ def test_train_head_command_writes_a_head_the_policy_then_uses(
         encoding="utf-8",
     )
     monkeypatch.setenv("DOMAINBOT_GUARDRAILS_POLICY", str(path))
-    result = CliRunner().invoke(app, ["guard", "train-head", "--own-dir", str(own), "--folds", "2"])
+    command = ["guard", "train-head", "--which", "encoder", "--own-dir", str(own), "--folds", "2"]
+    result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     assert "2-fold cross-validation" in result.output and "wrote" in result.output
     policy = load_policy(path)

@@ -75,6 +75,7 @@ def test_an_operator_list_makes_a_name_public(tmp_path: Path, policy: Policy) ->
     data["harmful"]["exemplars"] = str(DEFAULT_POLICY_PATH.parent / "exemplars" / "harmful.yaml")
     data["harmful"]["benign"] = str(DEFAULT_POLICY_PATH.parent / "exemplars" / "benign.yaml")
     data["harmful"]["head"]["file"] = str(DEFAULT_POLICY_PATH.parent / "exemplars" / "head.npz")
+    data["harmful"]["ngram_head"]["file"] = str(DEFAULT_POLICY_PATH.parent / "exemplars" / "head_ko.npz")
     data["harmful"]["public_names"] = "ours.yaml"
     (tmp_path / "ours.yaml").write_text("our_mayors:\n  - Quentin Fairweather\n", encoding="utf-8")
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
@@ -86,6 +87,7 @@ def test_name_categories_must_be_categories(tmp_path: Path) -> None:
     data["harmful"]["exemplars"] = str(DEFAULT_POLICY_PATH.parent / "exemplars" / "harmful.yaml")
     data["harmful"]["benign"] = str(DEFAULT_POLICY_PATH.parent / "exemplars" / "benign.yaml")
     data["harmful"]["head"]["file"] = str(DEFAULT_POLICY_PATH.parent / "exemplars" / "head.npz")
+    data["harmful"]["ngram_head"]["file"] = str(DEFAULT_POLICY_PATH.parent / "exemplars" / "head_ko.npz")
     data["harmful"]["public_names"] = None
     data["harmful"]["name_categories"] = ["gossip"]
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")

@@ -44,7 +44,7 @@ def _write(tmp_path: Path, edit: dict[str, object] | None = None, path: tuple[st
         node = node[key]
     if path:
         node[path[-1]] = edit
-    for name in ("harmful.yaml", "benign.yaml", "public_people.yaml", "head.npz"):
+    for name in ("harmful.yaml", "benign.yaml", "public_people.yaml", "head.npz", "head_ko.npz"):
         source = DEFAULT_POLICY_PATH.parent / "exemplars" / name
         (tmp_path / "exemplars").mkdir(exist_ok=True)
         (tmp_path / "exemplars" / name).write_bytes(source.read_bytes())
