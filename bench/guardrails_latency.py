@@ -3,9 +3,9 @@
     python bench/guardrails_latency.py [--data-dir ../shared/data] [--rules-only]
 
 Uses the XSTest and AdvBench prompts as a realistic mix of message lengths, pasted documents (2,000- and
-8,000-character pieces of the project's own Markdown, English with some Korean, code and tables), and
-megabyte-long bad inputs (each measured five times, as three single timings make a noisy median); prints one
-JSON object.
+8,000-character pieces of the project's own Markdown, English with some Korean, code and tables),
+megabyte-long bad inputs (each measured five times, as three single timings make a noisy median), and the
+own sets' Korean messages, with and without the n-gram head in the same run; prints one JSON object.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from guardrails import Guardrails
-from guardrails.evaluation import TimedEmbedder, load_eval_sets, model_seconds
+from guardrails.evaluation import TimedEmbedder, load_eval_sets, load_own_sets, model_seconds
+from guardrails.text import language
 
 LONG_INPUTS = ["a" * 1_000_000, "😀" * 100_000, "how do I bake bread? " * 50_000]
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,15 +56,15 @@ def main() -> None:
     guard = Guardrails.load(embedder=timer)
     prompts = [item.text for s in load_eval_sets(args.data_dir) for item in s.items]
 
-    def measure(texts: list[str]) -> dict[str, float]:
+    def measure(texts: list[str], rails_under_test: Guardrails = guard) -> dict[str, float]:
         total, rails = [], []
         for text in texts:
-            model_before = model_seconds(guard, timer)
+            model_before = model_seconds(rails_under_test, timer)
             start = time.perf_counter()
-            guard.check_input(text)
+            rails_under_test.check_input(text)
             elapsed = time.perf_counter() - start
             total.append(elapsed * 1000)
-            rails.append((elapsed - (model_seconds(guard, timer) - model_before)) * 1000)
+            rails.append((elapsed - (model_seconds(rails_under_test, timer) - model_before)) * 1000)
         cuts = statistics.quantiles(total, n=20, method="inclusive")
         rail_cuts = statistics.quantiles(rails, n=20, method="inclusive")
         return {
@@ -75,12 +76,17 @@ def main() -> None:
 
     long_inputs = [text for text in LONG_INPUTS for _ in range(5)]
     documents = pasted_documents()
+    korean = [item.text for s in load_own_sets("all") for item in s.items if language(item.text) == "ko"]
+    without_ngrams = Guardrails(guard.policy.model_copy(update={"ngram_head": None}), timer)
     report = {
         "messages": len(prompts),
         "eval_prompts": measure(prompts),
         "documents": len(documents),
         "pasted_documents": measure(documents),
         "long_inputs": measure(long_inputs),
+        "korean_messages": len(korean),
+        "korean": measure(korean),
+        "korean_without_ngram_head": measure(korean, without_ngrams),
     }
     print(json.dumps(report, indent=2))
 
