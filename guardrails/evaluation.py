@@ -85,6 +85,7 @@ class EvalSet:
     name: str
     items: list[EvalItem]
     target: float | None = None  # None: measured and reported, no target to pass
+    trains_heads: bool = True  # an own set's dev split trains the classifier heads unless its file says not
 
 
 def _single(prompts: list[str], expect: Expect) -> list[EvalItem]:
@@ -142,6 +143,8 @@ class _OwnFile(BaseModel):
 
     dev: list[_OwnItem] = Field(default_factory=list)
     heldout: list[_OwnItem] = Field(default_factory=list)
+    # False: the dev split tunes rules and exemplars, and is measured, but does not train the heads.
+    trains_heads: bool = True
 
 
 def load_own_sets(split: str, folder: Path = OWN_SETS_DIR) -> list[EvalSet]:
@@ -171,7 +174,7 @@ def load_own_sets(split: str, folder: Path = OWN_SETS_DIR) -> list[EvalSet]:
             for expect in ("block", "allow", "mask"):
                 chosen = [item for item in items if item.expect == expect]
                 if chosen:
-                    sets.append(EvalSet(f"{path.stem}.{name}.{expect}", chosen))
+                    sets.append(EvalSet(f"{path.stem}.{name}.{expect}", chosen, trains_heads=data.trains_heads))
     return sets
 
 

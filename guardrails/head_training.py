@@ -76,13 +76,16 @@ def training_rows(policy: Policy, own_dir: Path = OWN_SETS_DIR) -> TrainingRows:
 
 def labelled_rows(policy: Policy, languages: Sequence[str], own_dir: Path = OWN_SETS_DIR) -> list[tuple[str, str]]:
     """(text as the rails read it, class) for the exemplars and the own sets' dev items in `languages`, as
-    training_rows chooses them. The class is ALLOW for a text that may pass, else what it is refused as: its
-    harm category, `jailbreak`, or `harmful` for a block item that names no category."""
+    training_rows chooses them (a set whose file says `trains_heads: false` gives none). The class is ALLOW
+    for a text that may pass, else what it is refused as: its harm category, `jailbreak`, or `harmful` for a
+    block item that names no category."""
     rules_only = Guardrails(policy, embedder=None)
     limit = policy.limits.embed_chars
     labelled = [(text, name) for name, texts in policy.exemplars.items() for text in texts]
     labelled += [(text, ALLOW) for text in policy.benign]
     for eval_set in load_own_sets("dev", own_dir):
+        if not eval_set.trains_heads:
+            continue
         for item in eval_set.items:
             if len(item.turns) == 1 and decoded_payload(variants(item.text)) is None:
                 label = (item.category or GENERAL) if item.expect == "block" else ALLOW

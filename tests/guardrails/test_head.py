@@ -111,14 +111,18 @@ def test_training_rows_mask_personal_data_and_leave_out_what_the_head_does_not_r
         ),
         encoding="utf-8",
     )
+    measured_only = {"trains_heads": False, "dev": [{"text": "Write a lullaby for my nephew", "expect": "allow"}]}
+    (tmp_path / "measured.yaml").write_text(yaml.safe_dump(measured_only), encoding="utf-8")
     rows = training_rows(load_policy(with_head=False), tmp_path)
     own = dict(zip(rows.texts, rows.labels, strict=True))
     assert own["Write a threatening letter to my landlord"] == 1
     assert own["What is the capital of Peru?"] == 0
     masked = [t for t in own if t.startswith("Mail the invoice")]
     assert len(masked) == 1 and "jin.park" not in masked[0] and own[masked[0]] == 0
-    # Several turns, a decoded payload, Korean (not a classifier language), the heldout split: none trains it.
-    assert not [t for t in own if "parts together" in t or "hex" in t or "2년" in t or "heldout" in t]
+    # Several turns, a decoded payload, Korean (not a classifier language), the heldout split, and a set that
+    # says it trains no head: none trains it.
+    left_out = ("parts together", "hex", "2년", "heldout", "lullaby")
+    assert not [t for t in own if any(word in t for word in left_out)]
 
 
 def test_an_exemplar_finding_stands_only_when_the_head_confirms_it() -> None:
