@@ -1,8 +1,9 @@
-"""Building the classifier head (head.py): its training rows, the encoder's fine-tuning, and a cross-validated
-figure that says how well it separates texts it was not trained on.
+"""Building the classifier heads: their training rows, the encoder head's fine-tuning (head.py) with a
+cross-validated figure that says how well it separates texts it was not trained on, and the n-gram head's
+softmax (ngram_head.py).
 
 Run by `domainbot guard train-head`. The rows are the policy's exemplars and the dev splits of the project's
-own evaluation sets; their heldout splits, and the public sets, never train it.
+own evaluation sets; their heldout splits, and the public sets, never train either head.
 """
 
 from __future__ import annotations
@@ -212,11 +213,11 @@ def cross_validate(rows: TrainingRows, folder: Path, folds: int, bar: float) -> 
 
 
 def train_ngram_head(
-    rows: Sequence[tuple[str, str]], languages: Sequence[str], l2: float = NGRAM_L2, seed: int = SEED
+    rows: Sequence[tuple[str, str]], languages: Sequence[str], l2: float = NGRAM_L2
 ) -> NgramHead:
     """The n-gram head for `languages`, trained on (text, class) rows (labelled_rows): a softmax over the
     classes, its weights decayed by `l2`, the texts to refuse weighted up so that they count as much in all as
-    the texts to pass. A few seconds on two cores."""
+    the texts to pass. A few seconds on two cores; deterministic."""
     import torch
 
     texts = [text for text, _ in rows]
@@ -242,7 +243,7 @@ def train_ngram_head(
     target = torch.tensor([classes.index(label) for label in labels])
     passing = sum(label == ALLOW for label in labels)
     share = torch.tensor([1.0] + [passing / (len(labels) - passing)] * len(refused))
-    torch.manual_seed(seed)
+    # Zero start, full batches, L-BFGS: the same rows give the same head, with no seed to choose.
     weights = torch.zeros(len(grams), len(classes), requires_grad=True)
     bias = torch.zeros(len(classes), requires_grad=True)
     optimiser = torch.optim.LBFGS([weights, bias], max_iter=300, line_search_fn="strong_wolfe")
