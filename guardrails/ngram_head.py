@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -93,20 +92,13 @@ class NgramHead:
             raise NgramHeadError("an n-gram head's weights do not fit its n-grams and classes")
         object.__setattr__(self, "_index", {gram: row for row, gram in enumerate(self.grams)})
 
-    def logits(self, text: str) -> np.ndarray:
-        rows, values = vectorise(ngrams(text), self._index)
-        return cast(np.ndarray, values @ self.weights[rows] + self.bias)
-
     def judge(self, text: str) -> Judgement:
-        logits = self.logits(text)
+        rows, values = vectorise(ngrams(text), self._index)
+        logits = values @ self.weights[rows] + self.bias  # (K,)
         shares = np.exp(logits - logits.max())
         shares /= shares.sum()
         likeliest = 1 + int(np.argmax(shares[1:]))
         return Judgement(probability=float(1.0 - shares[0]), refused_as=self.classes[likeliest])
-
-    def probability(self, texts: Sequence[str]) -> np.ndarray:
-        """(N,) probabilities that each text is one to refuse (the Scorer protocol of head.py)."""
-        return np.array([self.judge(text).probability for text in texts])
 
     def save(self, path: Path) -> None:
         header = {

@@ -120,12 +120,14 @@ def guard_train_head(
     except (FileNotFoundError, ValueError) as exc:  # PolicyError is a ValueError
         raise DomainbotError(str(exc)) from None
     own = own_dir or OWN_SETS_DIR
-    for name, section in (("encoder", policy.harmful.head), ("ngrams", policy.harmful.ngram_head)):
-        if which == name and section is None:
-            key = "harmful.head" if name == "encoder" else "harmful.ngram_head"
-            raise DomainbotError(f"{policy_path} has no {key} section to name the head's file; add one.")
     encoder = which in ("all", "encoder") and (policy.harmful.head is not None or out is not None)
     ngrams = which in ("all", "ngrams") and policy.harmful.ngram_head is not None
+    if which == "encoder" and not encoder:
+        raise DomainbotError(
+            f"{policy_path} has no harmful.head section to name the head's file; add one, or pass --out."
+        )
+    if which == "ngrams" and not ngrams:
+        raise DomainbotError(f"{policy_path} has no harmful.ngram_head section to name the head's file; add one.")
     if not encoder and not ngrams:
         raise DomainbotError(f"{policy_path} names no head to build (harmful.head, harmful.ngram_head).")
     if encoder:

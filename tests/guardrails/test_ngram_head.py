@@ -213,3 +213,12 @@ def test_train_head_command_builds_the_ngram_head_the_policy_then_uses(
 
     wrong = CliRunner().invoke(app, ["guard", "train-head", "--which", "heads"])
     assert wrong.exit_code != 0 and "expected all, encoder or ngrams" in str(wrong.exception)
+    # A head the policy does not name: built only where --out says where (the encoder head), else refused.
+    del data["harmful"]["head"], data["harmful"]["ngram_head"]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    missing = CliRunner().invoke(app, ["guard", "train-head", "--which", "encoder"])
+    assert missing.exit_code != 0 and "no harmful.head section" in str(missing.exception)
+    assert "or pass --out" in str(missing.exception)
+    for which in ("ngrams", "all"):
+        refused = CliRunner().invoke(app, ["guard", "train-head", "--which", which])
+        assert refused.exit_code != 0 and "harmful.ngram_head" in str(refused.exception)
