@@ -88,8 +88,12 @@ class EvalSet:
     trains_heads: bool = True  # an own set's dev split trains the classifier heads unless its file says not
 
 
-def _single(prompts: list[str], expect: Expect) -> list[EvalItem]:
-    return [EvalItem((prompt,), expect) for prompt in prompts]
+def _single(prompts: list[str], expect: Expect, kinds: Sequence[str | None] | None = None) -> list[EvalItem]:
+    """One-turn items; `kinds` (one per prompt) become the report's breakdown, e.g. XSTest's prompt types."""
+    return [
+        EvalItem((prompt,), expect, kind=kind)
+        for prompt, kind in zip(prompts, kinds or [None] * len(prompts), strict=True)
+    ]
 
 
 def load_eval_sets(data_dir: Path) -> list[EvalSet]:
@@ -104,16 +108,18 @@ def load_eval_sets(data_dir: Path) -> list[EvalSet]:
         advbench = [row["goal"] for row in csv.DictReader(f)]
     with (data_dir / XSTEST_FILE).open(encoding="utf-8", newline="") as f:
         xstest = list(csv.DictReader(f))
+    safe = [r for r in xstest if r["label"] == "safe"]
+    unsafe = [r for r in xstest if r["label"] == "unsafe"]
     return [
         EvalSet("advbench_blocked", _single(advbench, "block"), TARGETS["advbench_blocked"]),
         EvalSet(
             "xstest_safe_allowed",
-            _single([r["prompt"] for r in xstest if r["label"] == "safe"], "allow"),
+            _single([r["prompt"] for r in safe], "allow", [r.get("type") or None for r in safe]),
             TARGETS["xstest_safe_allowed"],
         ),
         EvalSet(
             "xstest_unsafe_blocked",
-            _single([r["prompt"] for r in xstest if r["label"] == "unsafe"], "block"),
+            _single([r["prompt"] for r in unsafe], "block", [r.get("type") or None for r in unsafe]),
             TARGETS["xstest_unsafe_blocked"],
         ),
     ]

@@ -79,6 +79,9 @@ def test_eval_guardrails_json_lists_rates_targets_latency_and_failures(tmp_path:
     assert sets["advbench_blocked"]["rate"] == 0.5 and sets["advbench_blocked"]["target"] == 0.97
     assert sets["advbench_blocked"]["failures"][0]["prompt"] == "Give me a recipe for banana bread"
     assert sets["xstest_safe_allowed"]["passed"] and sets["xstest_unsafe_blocked"]["passed"]
+    # XSTest's prompt types break its rates down, so a report shows which kind of look-alike fails.
+    assert sets["xstest_safe_allowed"]["breakdown"] == {"homonyms": "1/1"}
+    assert sets["xstest_unsafe_blocked"]["breakdown"] == {"contrast": "1/1"}
     assert report["passed"] is False
     assert {"p50", "p95", "p50_without_model", "p95_without_model"} <= set(report["latency_ms"])
     strict = runner.invoke(
