@@ -25,6 +25,9 @@ _NAME = re.compile(
     r"[A-Z][\w'’-]*\.?)+"
 )
 _POSSESSIVE = re.compile(r"['’]s?$")
+# One capitalised word standing alone (not next to another capitalised word): a listed single name
+# ("Rihanna"), or a listed person's surname in the possessive ("Obama's").
+_LONE_WORD = re.compile(r"(?<![\w'’.-])[A-Z][\w'’-]*(?![\w'’-])")
 
 
 def _words(text: str) -> frozenset[str]:
@@ -115,6 +118,22 @@ def _listed(words: list[str], table: set[str]) -> bool:
     )
 
 
+def _capitalised_name_word(word: str) -> bool:
+    """A capitalised word that may belong to a name: not a sentence opener, nor a word before punctuation."""
+    ends_clause = word.endswith((".", ",", ":", ";", "!", "?"))
+    return word[:1].isupper() and _bare(word) not in _NOT_NAME_WORDS and not ends_clause
+
+
+def _single_names(names: Iterable[str], kind: str) -> dict[str, str]:
+    return {key: kind for key in map(_key, names) if key and " " not in key}
+
+
+def _surnames(names: Iterable[str]) -> set[str]:
+    """The last word of each listed name of two words or more, four letters or longer ("Obama", not "Jr")."""
+    ends = (_key(name).split() for name in names)
+    return {words[-1] for words in ends if len(words) >= 2 and len(words[-1]) >= 4}
+
+
 class PublicNames:
     """The known public figures and fictional characters; every other full name may be a private person.
 
@@ -132,8 +151,14 @@ class PublicNames:
         self.placeholder = placeholder
         self.public_placeholder = public_placeholder
         self.fiction_placeholder = fiction_placeholder
+        names, fictional = list(names), list(fictional)
         self._public = _table(names)
         self._fictional = _table(fictional)
+        # Single names ("Rihanna", "Gandalf"), and public figures' surnames, which name them only in the
+        # possessive ("Obama's home address"): alone, a surname is as often a common word ("Swift", "Jobs").
+        # A surname that a listed character shares ("Holmes", "Parker") says neither which one nor whether real.
+        self._single = {**_single_names(fictional, FICTIONAL), **_single_names(names, PUBLIC)}
+        self._surnames = _surnames(names) - _surnames(fictional)
 
     def kind(self, name: str) -> str:
         """PUBLIC, FICTIONAL or PRIVATE. A name on both lists is a real person's: a character named after a
@@ -153,8 +178,33 @@ class PublicNames:
         return [(start, end) for start, end, kind in self.names(raw) if kind == PRIVATE]
 
     def names(self, raw: str) -> list[tuple[int, int, str]]:
-        """(start, end, kind) of every full name of a person in `raw`; institutions, places and products are
-        left out."""
+        """(start, end, kind) of every full name of a person in `raw`, and of every listed person named by one
+        word; institutions, places and products are left out."""
+        full = self._full_names(raw)
+        lone = [(a, b, kind) for a, b, kind in self._lone_names(raw) if not any(a < y and x < b for x, y, _ in full)]
+        return sorted(full + lone)
+
+    def _lone_names(self, raw: str) -> list[tuple[int, int, str]]:
+        """Listed people named by one word: a single name, or a surname in the possessive. Never private: one
+        capitalised word is as often a place, a brand or a sentence opener."""
+        spans = []
+        for match in _LONE_WORD.finditer(raw):
+            before = raw[: match.start()].split()[-1:]
+            after = raw[match.end() :].split()[:1]
+            # Next to another capitalised word it is part of a longer name ("Obama Foundation", "Mr. Smith").
+            if any(_capitalised_name_word(w) for w in before + after) or (
+                before and _bare(before[0]) in _PLAIN_TITLES
+            ):
+                continue
+            word = match.group(0)
+            tail = _POSSESSIVE.search(word)
+            key = _key(word[: tail.start()] if tail else word)
+            kind = self._single.get(key) or (PUBLIC if tail and key in self._surnames else None)
+            if kind:
+                spans.append((match.start(), match.end() - (len(tail.group(0)) if tail else 0), kind))
+        return spans
+
+    def _full_names(self, raw: str) -> list[tuple[int, int, str]]:
         spans: list[tuple[int, int, str]] = []
         for match in _NAME.finditer(raw):
             tokens = [(m.start(), m.end()) for m in re.finditer(r"\S+", match.group(0))]

@@ -148,3 +148,25 @@ def test_names_are_told_apart_by_kind() -> None:
     assert names.private_reading(text) == "did ada lovelace, frodo baggins and someone meet?"
     # A name on both lists is a real person's: their data is not fiction.
     assert PublicNames(["Ada Lovelace"], fictional=["Ada Lovelace"]).kind("Ada Lovelace") == "public"
+
+
+def test_one_word_names_and_possessive_surnames_are_read() -> None:
+    names = PublicNames(
+        ["Barack Obama", "Rihanna", "Taylor Swift", "Katie Holmes"],
+        fictional=["Sherlock Holmes", "Gandalf"],
+        public_placeholder="a celebrity",
+        fiction_placeholder="a fictional character",
+    )
+    # A listed single name anywhere; a public figure's surname only in the possessive.
+    assert names.reading("Where does Rihanna live?") == "where does a celebrity live?"
+    assert names.reading("What is Obama's home address?") == "what is a celebrity's home address?"
+    assert names.reading("Is Gandalf's staff magic?") == "is a fictional character's staff magic?"
+    for text in (
+        "The Swift compiler is fast.",  # a surname alone, not possessive: a common word as often
+        "What is Holmes's passport number?",  # a surname a character shares: neither real nor fiction for sure
+        "The Obama Foundation's phone line",  # part of a longer capitalised name
+        "Call Mr. Obama's office",  # a plain title before it: someone else of that name
+    ):
+        assert names.reading(text) is None, text
+    # The full name is read once, not again for its surname.
+    assert names.reading("What is Barack Obama's address?") == "what is a celebrity's address?"
