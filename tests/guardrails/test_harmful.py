@@ -11,7 +11,16 @@ from guardrails import Guardrails, Policy
 from guardrails.harmful import HarmfulDetector
 from guardrails.policy import HarmfulConfig
 from knowledge.embedder import HashEmbedder
-from tests.guardrails.cases import HARMFUL_EN, HARMFUL_KO, RULES_EN, RULES_SAFE_EN, SAFE_EN, SAFE_KO
+from tests.guardrails.cases import (
+    HARMFUL_EN,
+    HARMFUL_KO,
+    RULES_EN,
+    RULES_KO,
+    RULES_SAFE_EN,
+    RULES_SAFE_KO,
+    SAFE_EN,
+    SAFE_KO,
+)
 
 
 @pytest.mark.parametrize(("text", "category"), HARMFUL_EN + HARMFUL_KO)
@@ -167,5 +176,18 @@ def test_english_rule_blocks_request_without_how_to_wording(rules_guard: Guardra
 
 @pytest.mark.parametrize("text", RULES_SAFE_EN)
 def test_english_rules_let_look_alike_through(rules_guard: Guardrails, text: str) -> None:
+    verdict = rules_guard.check_input(text)
+    assert verdict.allowed, verdict
+
+
+@pytest.mark.parametrize(("text", "rule"), RULES_KO)
+def test_korean_rule_blocks_short_request(rules_guard: Guardrails, text: str, rule: str) -> None:
+    verdict = rules_guard.check_input(text)
+    assert verdict.action == "blocked", verdict
+    assert rule in {f.rule for f in verdict.findings}
+
+
+@pytest.mark.parametrize("text", RULES_SAFE_KO)
+def test_korean_rules_let_look_alike_through(rules_guard: Guardrails, text: str) -> None:
     verdict = rules_guard.check_input(text)
     assert verdict.allowed, verdict
