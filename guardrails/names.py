@@ -28,6 +28,7 @@ _POSSESSIVE = re.compile(r"['’]s?$")
 # One capitalised word standing alone (not next to another capitalised word): a listed single name
 # ("Rihanna"), or a listed person's surname in the possessive ("Obama's").
 _LONE_WORD = re.compile(r"(?<![\w'’.-])[A-Z][\w'’-]*(?![\w'’-])")
+_NEIGHBOUR_CHARS = 40
 
 
 def _words(text: str) -> frozenset[str]:
@@ -189,8 +190,9 @@ class PublicNames:
         capitalised word is as often a place, a brand or a sentence opener."""
         spans = []
         for match in _LONE_WORD.finditer(raw):
-            before = raw[: match.start()].split()[-1:]
-            after = raw[match.end() :].split()[:1]
+            # The neighbouring words, read from a short window: splitting the whole text per word is quadratic.
+            before = raw[max(0, match.start() - _NEIGHBOUR_CHARS) : match.start()].split()[-1:]
+            after = raw[match.end() : match.end() + _NEIGHBOUR_CHARS].split()[:1]
             # Next to another capitalised word it is part of a longer name ("Obama Foundation", "Mr. Smith").
             if any(_capitalised_name_word(w) for w in before + after) or (
                 before and _bare(before[0]) in _PLAIN_TITLES
