@@ -167,27 +167,14 @@ def test_the_unasked_bar_is_higher_than_a_requests() -> None:
     assert detector.classify(vector, text, lead=found.score) is None  # the benign exemplar is not that far behind
 
 
-@pytest.mark.parametrize(("text", "rule"), RULES_EN)
-def test_english_rule_blocks_request_without_how_to_wording(rules_guard: Guardrails, text: str, rule: str) -> None:
+@pytest.mark.parametrize(("text", "rule"), RULES_EN + RULES_KO)
+def test_rule_blocks_request_without_how_to_wording(rules_guard: Guardrails, text: str, rule: str) -> None:
     verdict = rules_guard.check_input(text)
     assert verdict.action == "blocked", verdict
     assert rule in {f.rule for f in verdict.findings}
 
 
-@pytest.mark.parametrize("text", RULES_SAFE_EN)
-def test_english_rules_let_look_alike_through(rules_guard: Guardrails, text: str) -> None:
-    verdict = rules_guard.check_input(text)
-    assert verdict.allowed, verdict
-
-
-@pytest.mark.parametrize(("text", "rule"), RULES_KO)
-def test_korean_rule_blocks_short_request(rules_guard: Guardrails, text: str, rule: str) -> None:
-    verdict = rules_guard.check_input(text)
-    assert verdict.action == "blocked", verdict
-    assert rule in {f.rule for f in verdict.findings}
-
-
-@pytest.mark.parametrize("text", RULES_SAFE_KO)
-def test_korean_rules_let_look_alike_through(rules_guard: Guardrails, text: str) -> None:
+@pytest.mark.parametrize("text", RULES_SAFE_EN + RULES_SAFE_KO)
+def test_rules_let_look_alike_through(rules_guard: Guardrails, text: str) -> None:
     verdict = rules_guard.check_input(text)
     assert verdict.allowed, verdict
