@@ -80,10 +80,29 @@ class Requests:
         return any(start <= hi and end >= lo for start, end in self._spans)
 
 
+def without_evasion(evasion: Sequence[Matcher], text: str, folded: str) -> tuple[str, str] | None:
+    """`text` and `folded` with every phrase about escaping detection blanked out ("and avoid getting caught",
+    "evade detection"), for reading rules' `unless` in: "avoid" and "detect" there excuse nothing, where
+    "how to avoid identity theft" and "how banks detect fraud" do. None when the text has no such phrase."""
+    spans = [m.span() for pattern in evasion for m in pattern.finditer(text, folded)]
+    if not spans:
+        return None
+    chars, folded_chars = list(text), list(folded)
+    for start, end in spans:
+        chars[start:end] = folded_chars[start:end] = " " * (end - start)
+    return "".join(chars), "".join(folded_chars)
+
+
 def rule_fires(
-    rule: Rule, text: str, requests: Requests, folded: str | None = None, games: GameExcuse | None = None
+    rule: Rule,
+    text: str,
+    requests: Requests,
+    folded: str | None = None,
+    games: GameExcuse | None = None,
+    unless_view: tuple[str, str] | None = None,
 ) -> bool:
-    """`folded`: `prefilter_text(text)`, computed once per text by callers that try many rules."""
+    """`folded`: `prefilter_text(text)`, computed once per text by callers that try many rules. `unless_view`:
+    the text and its folded form that `unless` reads instead (see `without_evasion`), of the same length."""
     if rule.needs_intent and not requests.any():
         return False
     unless = rule.compiled_unless
@@ -97,7 +116,7 @@ def rule_fires(
             near = (lo, hi) if around == 0 else _context(text, match.start(), match.end(), around)
             if not requests.near(*near):
                 continue
-        if unless is not None and unless.search(text, folded, lo, hi):
+        if unless is not None and unless.search(*(unless_view or (text, folded)), lo, hi):
             continue
         if excusable and _in_game(games, text, folded, lo, hi):
             continue
@@ -132,16 +151,19 @@ def rule_findings(
     intent: Sequence[Matcher],
     rail: str,
     games: GameExcuse | None = None,
+    evasion: Sequence[Matcher] = (),
 ) -> list[Finding]:
-    """One finding per (category, rule) that fires on any reading; decoded readings are named in the rule."""
+    """One finding per (category, rule) that fires on any reading; decoded readings are named in the rule.
+    `evasion`: phrases about escaping detection, which rules' `unless` does not read (see `without_evasion`)."""
     found: dict[tuple[str, str], Finding] = {}
     for variant in variants:
         folded = prefilter_text(variant.text)
         requests = Requests(intent, variant.text, folded)
+        view = without_evasion(evasion, variant.text, folded)
         for category, category_rules in rules.items():
             for rule in category_rules:
                 key = (category, rule.name)
-                if key not in found and rule_fires(rule, variant.text, requests, folded, games):
+                if key not in found and rule_fires(rule, variant.text, requests, folded, games, view):
                     name = rule.name if variant.how == "plain" else f"{rule.name}@{variant.how}"
                     found[key] = Finding(rail=rail, rule=f"{category}.{name}", category=category, score=1.0)
     return list(found.values())
@@ -177,6 +199,7 @@ class HarmfulDetector:
         }
         self.intent = [compile_pattern(p) for p in config.intent]
         self.settings = [compile_pattern(p) for p in config.game_or_fiction]
+        self.evasion = [compile_pattern(p) for p in config.evasion]
         self.facts = [compile_pattern(p) for p in config.unasked.facts] if config.unasked else []
         game = config.game_setting
         self.games = (
@@ -213,14 +236,14 @@ class HarmfulDetector:
         # text as written; decoded readings still count.
         fiction = self._fiction_mark is not None and any(self._fiction_mark in v.text for v in named)
         if fiction:
-            found = rule_findings(self._other_rules, plain, self.intent, "harmful", self.games)
+            found = rule_findings(self._other_rules, plain, self.intent, "harmful", self.games, self.evasion)
             decoded = [v for v in plain if v.how != "plain"]
-            found += rule_findings(self.name_rules, decoded, self.intent, "harmful", self.games)
+            found += rule_findings(self.name_rules, decoded, self.intent, "harmful", self.games, self.evasion)
         else:
-            found = rule_findings(self.rules, plain, self.intent, "harmful", self.games)
+            found = rule_findings(self.rules, plain, self.intent, "harmful", self.games, self.evasion)
         if named:
             seen = {f.rule for f in found}
-            more = rule_findings(self.name_rules, named, self.intent, "harmful", self.games)
+            more = rule_findings(self.name_rules, named, self.intent, "harmful", self.games, self.evasion)
             found += [f for f in more if f.rule.replace("@" + NAMED, "") not in seen]
         return found
 

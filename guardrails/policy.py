@@ -259,6 +259,11 @@ class HarmfulConfig(_Strict):
     unasked: UnaskedConfig | None = Field(
         default=None, description="How texts with no request wording are classified; none: they are not."
     )
+    evasion: list[str] = Field(
+        default_factory=list,
+        description="Patterns for escaping detection ('and avoid getting caught'); a rule's `unless` does not "
+        "read inside them.",
+    )
     public_names: str | None = Field(
         default="exemplars/public_people.yaml",
         description="Public figures and fictional characters; other full names may be private people.",
@@ -283,7 +288,7 @@ class HarmfulConfig(_Strict):
         default=None, description="The n-gram head for languages the embedder cannot read; none: the rules alone."
     )
 
-    _valid_patterns = field_validator("intent", "game_or_fiction")(_pattern_list)
+    _valid_patterns = field_validator("intent", "game_or_fiction", "evasion")(_pattern_list)
 
 
 class TemplateSignal(_Strict):

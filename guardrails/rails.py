@@ -202,7 +202,9 @@ class Guardrails:
             asked = self.harmful.has_intent(fold(question))
             intent = [*self.harmful.intent, _INSTRUCTIONS, *([_ALWAYS] if asked else [])]
             scanned = cut(text, self.policy.limits.scan_chars)[0]
-            found = rule_findings(self.harmful.rules, variants(scanned), intent, "harmful", self.harmful.games)
+            found = rule_findings(
+                self.harmful.rules, variants(scanned), intent, "harmful", self.harmful.games, self.harmful.evasion
+            )
             if found:
                 decider = min(found, key=_priority)
                 message = self.policy.refusal(decider.category, lang)
