@@ -250,10 +250,12 @@ class PublicNames:
             if tail:
                 end -= len(tail.group(0))
             start = match.start() + tokens[first][0]
-            if any(_bare(w) in _PUBLIC_TITLES for w in words):
+            kind = self.kind(" ".join(words))
+            # A public title makes a name public ("President Lincoln") unless the titled name is a listed
+            # character's ("Princess Leia").
+            if kind != FICTIONAL and any(_bare(w) in _PUBLIC_TITLES for w in words):
                 spans.append((start, end, PUBLIC))
                 continue
-            kind = self.kind(" ".join(words))
             if kind != PRIVATE:
                 spans.append((start, end, kind))
                 continue
@@ -282,14 +284,28 @@ class PublicNames:
             places[FICTIONAL] = self.fiction_placeholder
         return self._replace(raw, places)
 
+    def fiction_reading(self, raw: str) -> str | None:
+        """`raw` as written with every listed character's name as the fiction placeholder, for the classifiers:
+        None when it names no character, when it also names a possibly private person (whose data the
+        question may be after), or when no fiction placeholder is set."""
+        if self.fiction_placeholder is None:
+            return None
+        spans = self.names(raw)
+        if any(kind == PRIVATE for _, _, kind in spans) or not any(kind == FICTIONAL for _, _, kind in spans):
+            return None
+        return _spliced(raw, [(a, b, self.fiction_placeholder) for a, b, kind in spans if kind == FICTIONAL])
+
     def _replace(self, raw: str, places: dict[str, str]) -> str | None:
         spans = [(start, end, places[kind]) for start, end, kind in self.names(raw) if kind in places]
-        if not spans:
-            return None
-        out, last = [], 0
-        for start, end, placeholder in spans:
-            out.append(raw[last:start])
-            out.append(placeholder)
-            last = end
-        out.append(raw[last:])
-        return fold("".join(out))
+        return fold(_spliced(raw, spans)) if spans else None
+
+
+def _spliced(raw: str, spans: list[tuple[int, int, str]]) -> str:
+    """`raw` with each (start, end) span, in order and not overlapping, replaced by its text."""
+    out, last = [], 0
+    for start, end, placeholder in spans:
+        out.append(raw[last:start])
+        out.append(placeholder)
+        last = end
+    out.append(raw[last:])
+    return "".join(out)

@@ -135,7 +135,10 @@ class Guardrails:
         wanted = not blocking and (classify or ("topical" in rails and self.topical.active))
         read, vector = "", None
         if wanted and self.embedder is not None:
-            read = gist(masked, self.policy.limits.embed_chars)  # what both the embedder and the head read
+            # What both the embedder and the head read. A listed character's name reads as "a fictional
+            # character", as in the privacy rules: neither classifier knows the lists, and a character's
+            # "browsing history" or "birth certificate" is nobody's data.
+            read = gist(self.harmful.names.fiction_reading(masked) or masked, self.policy.limits.embed_chars)
             vector = self.embedder.embed([read])[0]  # (D,)
         if vector is not None and classify:
             setting = any(self.harmful.in_game_or_fiction(r.text) for r in readings)

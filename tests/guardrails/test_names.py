@@ -170,3 +170,21 @@ def test_one_word_names_and_possessive_surnames_are_read() -> None:
         assert names.reading(text) is None, text
     # The full name is read once, not again for its surname.
     assert names.reading("What is Barack Obama's address?") == "what is a celebrity's address?"
+
+
+def test_a_listed_character_with_a_title_is_fiction_and_reads_as_fiction_for_the_classifiers() -> None:
+    names = PublicNames(
+        ["Abraham Lincoln"],
+        fictional=["Princess Zelda", "Frodo Baggins"],
+        public_placeholder="a celebrity",
+        fiction_placeholder="a fictional character",
+    )
+    # A public title makes an unlisted name public, but not a listed character's titled name.
+    assert names.reading("What is Princess Zelda's PIN?") == "what is a fictional character's pin?"
+    assert names.reading("Where did President Lincoln live?") == "where did a celebrity live?"
+    # The classifiers' reading keeps the case and replaces characters alone, and only when nobody in the
+    # text may be a private person.
+    assert names.fiction_reading("Is Frodo Baggins's PIN 1234?") == "Is a fictional character's PIN 1234?"
+    assert names.fiction_reading("Did Abraham Lincoln read?") is None
+    assert names.fiction_reading("Does Frodo Baggins know Jonas Berg's PIN?") is None
+    assert PublicNames([], fictional=["Frodo Baggins"]).fiction_reading("Frodo Baggins") is None
