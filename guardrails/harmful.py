@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,6 +93,9 @@ def without_evasion(evasion: Sequence[Matcher], text: str, folded: str) -> tuple
     return "".join(chars), "".join(folded_chars)
 
 
+FIRES, EXCUSED = "fires", "excused"
+
+
 def rule_fires(
     rule: Rule,
     text: str,
@@ -103,13 +106,28 @@ def rule_fires(
 ) -> bool:
     """`folded`: `prefilter_text(text)`, computed once per text by callers that try many rules. `unless_view`:
     the text and its folded form that `unless` reads instead (see `without_evasion`), of the same length."""
+    return rule_outcome(rule, text, requests, folded, games, unless_view) == FIRES
+
+
+def rule_outcome(
+    rule: Rule,
+    text: str,
+    requests: Requests,
+    folded: str | None = None,
+    games: GameExcuse | None = None,
+    unless_view: tuple[str, str] | None = None,
+) -> str | None:
+    """FIRES when a match of the rule stands; EXCUSED when the rule matched where it asks for something and
+    its `unless` (or a game named there) excused every such match: a look-alike the policy names, such as a
+    bath bomb for the explosives rule; None when it did not match at all. Arguments as for rule_fires."""
     if rule.needs_intent and not requests.any():
-        return False
+        return None
     unless = rule.compiled_unless
     excusable = games is not None and rule.excused_in_games
     if unless is None and not rule.needs_intent and not excusable:
-        return rule.compiled.search(text, folded)
+        return FIRES if rule.compiled.search(text, folded) else None
     around = INTENT_SENTENCES if len(text) <= SHORT_MESSAGE else 0
+    outcome = None
     for match in rule.compiled.finditer(text, folded):
         lo, hi = _context(text, match.start(), match.end())
         if rule.needs_intent:
@@ -117,11 +135,13 @@ def rule_fires(
             if not requests.near(*near):
                 continue
         if unless is not None and unless.search(*(unless_view or (text, folded)), lo, hi):
+            outcome = EXCUSED
             continue
         if excusable and _in_game(games, text, folded, lo, hi):
+            outcome = EXCUSED
             continue
-        return True
-    return False
+        return FIRES
+    return outcome
 
 
 def _in_game(games: GameExcuse | None, text: str, folded: str | None, lo: int, hi: int) -> bool:
@@ -247,6 +267,21 @@ class HarmfulDetector:
             found += [f for f in more if f.rule.replace("@" + NAMED, "") not in seen]
         return found
 
+    def names_a_look_alike(self, variants: Sequence[Variant]) -> bool:
+        """Whether a harmful rule matched the text as written and its `unless` excused it: the policy names it
+        a look-alike ("a bath bomb"), so the head alone needs its raised bar to refuse it."""
+        for variant in variants:
+            if variant.how != "plain":
+                continue
+            folded = prefilter_text(variant.text)
+            requests = Requests(self.intent, variant.text, folded)
+            view = without_evasion(self.evasion, variant.text, folded)
+            for rules in self.rules.values():
+                for rule in rules:
+                    if rule_outcome(rule, variant.text, requests, folded, self.games, view) == EXCUSED:
+                        return True
+        return False
+
     def asks_about_a_fact(self, text: str) -> bool:
         return any_match(self.facts, text)
 
@@ -268,6 +303,7 @@ class HarmfulDetector:
         lead: float = 0.0,
         head_alone: bool = True,
         exemplars: bool = True,
+        look_alike: Callable[[], bool] | None = None,
     ) -> Finding | None:
         """The classifier for one text as the embedder read it and its (D,) unit vector; None when the text
         may pass. The exemplars judge the vector and the head the text. `extra` raises every
@@ -275,7 +311,9 @@ class HarmfulDetector:
         harmless look-alikes (a text that asks for nothing); with either, the head alone needs `alone_raised`.
         head_alone=False: the head only confirms exemplar findings, it blocks nothing alone. exemplars=False:
         the head alone judges (a question about a fact or an event, which the exemplars cannot tell from a
-        plan to repeat it). The head never blocks alone a text of fewer than `min_words` words."""
+        plan to repeat it). The head never blocks alone a text of fewer than `min_words` words. `look_alike`:
+        asked only when the head would block alone below `alone_raised`, whether the policy names the text a
+        look-alike (see `names_a_look_alike`); then it needs `alone_raised` too."""
         found = self._exemplar_finding(vector, extra, lead) if exemplars else None
         if self.head is None or self.config.head is None:
             return found
@@ -287,6 +325,8 @@ class HarmfulDetector:
             return found
         bar = settings.alone if extra == 0 and lead == 0 else settings.alone_raised
         if not head_alone or probability < bar or len(text.split()) < settings.min_words:
+            return None
+        if probability < settings.alone_raised and look_alike is not None and look_alike():
             return None
         # The refusal names the category whose exemplars are nearest when they are nearer than the harmless
         # ones; a text near none of them (a jailbreak, which no harm category describes) gets the general one.

@@ -151,7 +151,15 @@ class Guardrails:
             # only in the payload, and a decoded reading is often half noise: the head, trained on neither,
             # blocks neither alone; the exemplars judge both and the head confirms what they find.
             payload = decoded_payload(readings)
-            found = self.harmful.classify(vector, read, extra, lead, head_alone=payload is None, exemplars=not fact)
+            found = self.harmful.classify(
+                vector,
+                read,
+                extra,
+                lead,
+                head_alone=payload is None,
+                exemplars=not fact,
+                look_alike=lambda: self.harmful.names_a_look_alike(readings),
+            )
             found = found or self._classify_payload(payload, extra, lead)
             if found:
                 blocking.append(found)

@@ -186,7 +186,7 @@ def test_a_question_about_a_fact_is_judged_by_the_head_alone_at_the_raised_bar(p
     fingerprint = exemplars_digest(policy.exemplars, policy.benign)
     question = "How did the gang get into the bank vault in the end?"
     verdicts = {}
-    for probability in (0.99, 0.92):  # above alone_raised (0.95), and between alone (0.9) and it
+    for probability in (0.99, 0.92):  # above alone_raised, and below alone
         head = dataclasses.replace(_constant_head(probability, embedder), exemplars_digest=fingerprint)
         guard = Guardrails(policy.model_copy(update={"classifier_head": head}), embedder)
         assert guard.harmful.asks_about_a_fact(question) and not guard.harmful.has_intent(question)
@@ -195,6 +195,29 @@ def test_a_question_about_a_fact_is_judged_by_the_head_alone_at_the_raised_bar(p
     assert verdicts[0.92].allowed
     no_head = Guardrails(policy.model_copy(update={"classifier_head": None}), embedder)
     assert no_head.check_input(question).allowed  # the exemplars alone never judge it
+
+
+def test_a_look_alike_a_rule_excuses_needs_the_raised_bar(policy: Policy) -> None:
+    """The explosives rule matches "bath bombs" and its `unless` excuses them: the policy names that a
+    look-alike, so a head between `alone` and `alone_raised` does not refuse it alone; it still refuses a
+    text no rule excused."""
+    settings = policy.harmful.head
+    assert settings is not None
+    embedder = _embedder(64)
+    between = (settings.alone + settings.alone_raised) / 2
+    head = dataclasses.replace(
+        _constant_head(between, embedder), exemplars_digest=exemplars_digest(policy.exemplars, policy.benign)
+    )
+    guard = Guardrails(policy.model_copy(update={"classifier_head": head}), embedder)
+    excused = "How do I make bath bombs with my niece this weekend?"
+    assert guard.harmful.names_a_look_alike(guard._readings(excused))
+    assert guard.check_input(excused).allowed
+    plain = "How do I make paper cranes with my niece this weekend?"
+    assert not guard.harmful.names_a_look_alike(guard._readings(plain))
+    verdict = guard.check_input(plain)
+    assert not verdict.allowed and verdict.rule is not None and verdict.rule.endswith(".head")
+    above = dataclasses.replace(head, constant=settings.alone_raised + 0.01)
+    assert not Guardrails(policy.model_copy(update={"classifier_head": above}), embedder).check_input(excused).allowed
 
 
 def test_head_file_round_trip_and_damaged_files(tmp_path: Path) -> None:
