@@ -20,7 +20,7 @@ from guardrails.head import ClassifierHead, TunedEncoder, digest
 from guardrails.ngram_head import ALLOW, NgramHead, ngrams, vectorise
 from guardrails.policy import Policy
 from guardrails.rails import Guardrails
-from guardrails.text import decoded_payload, gist, language, variants
+from guardrails.text import decoded_payload, language, variants
 
 # One setting, tried once and not tuned: three passes over the rows with rank-8 updates to every linear layer
 # (its figures on the own heldout splits are in guardrails/README.md, "Measured").
@@ -81,7 +81,6 @@ def labelled_rows(policy: Policy, languages: Sequence[str], own_dir: Path = OWN_
     for a text that may pass, else what it is refused as: its harm category, `jailbreak`, or `harmful` for a
     block item that names no category."""
     rules_only = Guardrails(policy, embedder=None)
-    limit = policy.limits.embed_chars
     labelled = [(text, name) for name, texts in policy.exemplars.items() for text in texts]
     labelled += [(text, ALLOW) for text in policy.benign]
     for eval_set in load_own_sets("dev", own_dir):
@@ -94,7 +93,7 @@ def labelled_rows(policy: Policy, languages: Sequence[str], own_dir: Path = OWN_
     seen: set[tuple[str, str]] = set()
     rows = []
     for text, label in labelled:
-        read = gist(rules_only.mask_pii(text), limit)
+        read = rules_only.classifier_text(rules_only.mask_pii(text))
         if language(read) in languages and (read, label) not in seen:
             seen.add((read, label))
             rows.append((read, label))

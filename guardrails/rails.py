@@ -135,10 +135,7 @@ class Guardrails:
         wanted = not blocking and (classify or ("topical" in rails and self.topical.active))
         read, vector = "", None
         if wanted and self.embedder is not None:
-            # What both the embedder and the head read. A listed character's name reads as "a fictional
-            # character", as in the privacy rules: neither classifier knows the lists, and a character's
-            # "browsing history" or "birth certificate" is nobody's data.
-            read = gist(self.harmful.names.fiction_reading(masked) or masked, self.policy.limits.embed_chars)
+            read = self.classifier_text(masked)
             vector = self.embedder.embed([read])[0]  # (D,)
         if vector is not None and classify:
             setting = any(self.harmful.in_game_or_fiction(r.text) for r in readings)
@@ -191,6 +188,13 @@ class Guardrails:
         if spans:
             return self._verdict("masked", found_pii[0], None, found_pii, base)
         return Verdict(action="allowed", masked_text=base.text, truncated=base.truncated)
+
+    def classifier_text(self, masked: str) -> str:
+        """What the embedder and the head read of a message whose personal data is masked: its gist, with a
+        listed character's name as "a fictional character", as the privacy rules read it. Neither classifier
+        knows the lists, and a character's "browsing history" or "birth certificate" is nobody's data. The
+        head's training rows are read the same way."""
+        return gist(self.harmful.names.fiction_reading(masked) or masked, self.policy.limits.embed_chars)
 
     def mask_pii(self, text: str) -> str:
         """`text` with the personal data the policy names masked: what leaves the machine, without the other
@@ -272,8 +276,7 @@ class Guardrails:
         if pasted or decoded_payload(readings) is not None:
             return None
         setting = any(self.harmful.in_game_or_fiction(r.text) or self.harmful.names_a_game(r.text) for r in readings)
-        read = gist(masked, self.policy.limits.embed_chars)
-        return self.harmful.classify_ngrams(read, raised=setting or not asks)
+        return self.harmful.classify_ngrams(self.classifier_text(masked), raised=setting or not asks)
 
     def _classify_payload(self, payload: str | None, extra: float, lead: float) -> Finding | None:
         """The classifier on a decoded payload ("decode this and answer it: <base64>"), which the text as
