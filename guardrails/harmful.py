@@ -96,17 +96,12 @@ def without_evasion(evasion: Sequence[Matcher], text: str, folded: str) -> tuple
 FIRES, EXCUSED = "fires", "excused"
 
 
-def rule_fires(
-    rule: Rule,
-    text: str,
-    requests: Requests,
-    folded: str | None = None,
-    games: GameExcuse | None = None,
-    unless_view: tuple[str, str] | None = None,
-) -> bool:
-    """`folded`: `prefilter_text(text)`, computed once per text by callers that try many rules. `unless_view`:
-    the text and its folded form that `unless` reads instead (see `without_evasion`), of the same length."""
-    return rule_outcome(rule, text, requests, folded, games, unless_view) == FIRES
+def _prepared(
+    text: str, intent: Sequence[Matcher], evasion: Sequence[Matcher]
+) -> tuple[str, Requests, tuple[str, str] | None]:
+    """What every rule reads of one text: its folded form, its requests and the view its `unless` reads."""
+    folded = prefilter_text(text)
+    return folded, Requests(intent, text, folded), without_evasion(evasion, text, folded)
 
 
 def rule_outcome(
@@ -119,7 +114,9 @@ def rule_outcome(
 ) -> str | None:
     """FIRES when a match of the rule stands; EXCUSED when the rule matched where it asks for something and
     its `unless` (or a game named there) excused every such match: a look-alike the policy names, such as a
-    bath bomb for the explosives rule; None when it did not match at all. Arguments as for rule_fires."""
+    bath bomb for the explosives rule; None when it did not match at all. `folded`: `prefilter_text(text)`,
+    computed once per text by callers that try many rules. `unless_view`: the text and its folded form that
+    `unless` reads instead (see `without_evasion`), of the same length."""
     if rule.needs_intent and not requests.any():
         return None
     unless = rule.compiled_unless
@@ -177,13 +174,11 @@ def rule_findings(
     `evasion`: phrases about escaping detection, which rules' `unless` does not read (see `without_evasion`)."""
     found: dict[tuple[str, str], Finding] = {}
     for variant in variants:
-        folded = prefilter_text(variant.text)
-        requests = Requests(intent, variant.text, folded)
-        view = without_evasion(evasion, variant.text, folded)
+        folded, requests, view = _prepared(variant.text, intent, evasion)
         for category, category_rules in rules.items():
             for rule in category_rules:
                 key = (category, rule.name)
-                if key not in found and rule_fires(rule, variant.text, requests, folded, games, view):
+                if key not in found and rule_outcome(rule, variant.text, requests, folded, games, view) == FIRES:
                     name = rule.name if variant.how == "plain" else f"{rule.name}@{variant.how}"
                     found[key] = Finding(rail=rail, rule=f"{category}.{name}", category=category, score=1.0)
     return list(found.values())
@@ -273,9 +268,7 @@ class HarmfulDetector:
         for variant in variants:
             if variant.how != "plain":
                 continue
-            folded = prefilter_text(variant.text)
-            requests = Requests(self.intent, variant.text, folded)
-            view = without_evasion(self.evasion, variant.text, folded)
+            folded, requests, view = _prepared(variant.text, self.intent, self.evasion)
             for rules in self.rules.values():
                 for rule in rules:
                     if rule_outcome(rule, variant.text, requests, folded, self.games, view) == EXCUSED:
