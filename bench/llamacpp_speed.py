@@ -68,14 +68,15 @@ def compare_speed(settings: Settings, rounds: int, max_tokens: int) -> dict[str,
     """Median tokens/s of the ask path and of bare llama-cpp-python, and whether their texts agree."""
     from llama_cpp import Llama
 
-    from bot.model.llamacpp import THREADS, LlamaCppBackend
+    from bot.model.llamacpp import THREADS, LlamaCppBackend, _plain_cpu_buffers
     from training.gguf_lora import gguf_adapter
 
     backend = open_backend(settings).backend
     assert isinstance(backend, LlamaCppBackend), backend.name
     gguf = backend.engine.path
     lora = None if settings.adapter is None else str(gguf_adapter(settings.adapter, gguf))
-    bare = Llama(str(gguf), lora_path=lora, n_threads_batch=THREADS, verbose=False)
+    with _plain_cpu_buffers():  # the same weight buffers as the backend's, so that only the wrapper differs
+        bare = Llama(str(gguf), lora_path=lora, n_threads_batch=THREADS, verbose=False)
     params = generation_params(settings)
     messages = [{"role": "system", "content": settings.system_prompt}, {"role": "user", "content": QUESTION}]
     prompt = backend.encode(messages)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -71,6 +72,37 @@ def require_llamacpp() -> None:
         )
 
 
+_defaults_lock = threading.Lock()
+
+
+@contextmanager
+def _plain_cpu_buffers() -> Iterator[None]:
+    """Load weights into plain CPU buffers, not llama.cpp's "extra" ones (AMX tiles, repacked layouts).
+
+    A build compiled for the machine it was built on uses AMX where the CPU lists it, and some virtual
+    machines list AMX without letting a program use it: the first matrix product then kills the process
+    with an illegal instruction, where no Python code can catch it. The shipped Q4_1 model gains nothing
+    else from those buffers on the CPU (repacking covers other formats). llama-cpp-python's `Llama` takes no
+    argument for this, so its model defaults are swapped for the length of one load."""
+    from llama_cpp import llama as high_level
+
+    low_level = high_level.llama_cpp
+    original = low_level.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        if hasattr(params, "use_extra_bufts"):  # llama-cpp-python 0.3.36 and newer
+            params.use_extra_bufts = False
+        return params
+
+    with _defaults_lock:
+        low_level.llama_model_default_params = defaults
+        try:
+            yield
+        finally:
+            low_level.llama_model_default_params = original
+
+
 class LlamaCppEngine:
     """One llama.cpp model and context, and the lock that makes one answer at a time use them."""
 
@@ -85,14 +117,15 @@ class LlamaCppEngine:
         try:
             # Read into memory, not mapped: decoding measured 8% faster here (18% with a LoRA adapter set) in
             # paired rounds, likely because anonymous memory gets huge pages; reading costs 0.05 s of the load.
-            self.llama: Llama = llama_cpp.Llama(
-                str(gguf),
-                n_ctx=MAX_CONTEXT,
-                n_threads=THREADS,
-                n_threads_batch=THREADS,
-                use_mmap=False,
-                verbose=False,
-            )
+            with _plain_cpu_buffers():
+                self.llama: Llama = llama_cpp.Llama(
+                    str(gguf),
+                    n_ctx=MAX_CONTEXT,
+                    n_threads=THREADS,
+                    n_threads_batch=THREADS,
+                    use_mmap=False,
+                    verbose=False,
+                )
         except Exception as exc:  # llama-cpp-python raises ValueError or RuntimeError, by version
             raise DomainbotError(
                 f"Could not load the GGUF model {gguf}: {first_line(exc)}. Expected a complete llama.cpp GGUF model "
