@@ -81,8 +81,8 @@ def _plain_cpu_buffers() -> Iterator[None]:
 
     A build compiled for the machine it was built on uses AMX where the CPU lists it, and some virtual
     machines list AMX without letting a program use it: the first matrix product then kills the process
-    with an illegal instruction, where no Python code can catch it. The shipped Q4_1 model gains nothing
-    else from those buffers on the CPU (repacking covers other formats). llama-cpp-python's `Llama` takes no
+    with an illegal instruction, where no Python code can catch it. What the repacked layouts would have
+    saved on a machine where AMX works was not measured (none was at hand). llama-cpp-python's `Llama` takes no
     argument for this, so its model defaults are swapped for the length of one load."""
     from llama_cpp import llama as high_level
 
