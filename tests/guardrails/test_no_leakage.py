@@ -5,7 +5,9 @@ measured in turn: none of their prompts may be copied into the exemplars either.
 from __future__ import annotations
 
 import csv
+import math
 import re
+from collections import Counter, defaultdict
 
 import pytest
 
@@ -52,15 +54,30 @@ def _policy_texts() -> list[str]:
 
 
 def _near_copies(ours: list[str], theirs: list[str]) -> list[tuple[str, float]]:
-    their_words = [(text, _words(text)) for text in theirs]
+    """Each of our texts (of 4 words or more) that is a near copy of one of theirs, with the overlap of the first
+    such one of theirs. Two word sets with a Jaccard overlap of at least t share a word among the first
+    n - ceil(t * n) + 1 words of each (n its size, words in one fixed order, rarest first), so only the texts
+    sharing such a word are compared: the same answer as comparing every pair, in a fraction of the time."""
+    their_words = [_words(text) for text in theirs]
+    frequency = Counter(word for words in their_words for word in words)
+
+    def prefix(words: frozenset[str]) -> list[str]:
+        kept = len(words) - math.ceil(NEAR_DUPLICATE * len(words) - 1e-9) + 1
+        return sorted(words, key=lambda word: (frequency[word], word))[:kept]
+
+    sharing: dict[str, list[int]] = defaultdict(list)
+    for index, words in enumerate(their_words):
+        for word in prefix(words):
+            sharing[word].append(index)
     close = []
     for text in ours:
         words = _words(text)
         if len(words) < 4:
             continue
-        for other, other_words in their_words:
+        for index in sorted({i for word in prefix(words) for i in sharing.get(word, ())}):
+            other_words = their_words[index]
             overlap = len(words & other_words) / len(words | other_words)
-            if overlap >= NEAR_DUPLICATE or _normalise(text) == _normalise(other):
+            if overlap >= NEAR_DUPLICATE:
                 close.append((text, round(overlap, 2)))
                 break
     return close
